@@ -1,0 +1,172 @@
+"""Training, evaluation and prediction loops. They report through callbacks and never print."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistcli.data import Split, iterate_batches, normalize, num_batches
+from mnistcli.errors import OptionError
+
+EVAL_BATCH_SIZE = 1000
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    if name == "mps" and not has_mps:
+        raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise OptionError(f"unknown device {name!r}; choose from: auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+@dataclass
+class Stats:
+    """Sums over a stretch of training batches."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.seen if self.seen else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.seen if self.seen else float("nan")
+
+    def add(self, other: "Stats") -> None:
+        self.loss_sum += other.loss_sum
+        self.correct += other.correct
+        self.seen += other.seen
+
+
+@dataclass
+class BatchEvent:
+    """What a training callback sees: position, the epoch so far, and the closed log window if any."""
+
+    batch: int  # batches done in this epoch, 1-based
+    total: int
+    epoch: Stats
+    window: Optional[Stats] = None
+
+
+def train_epoch(
+    model: nn.Module,
+    split: Split,
+    optimizer: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    order: torch.Tensor,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    start_batch: int = 0,
+    stats: Optional[Stats] = None,
+    log_every: int = 300,
+    sync_every: int = 10,
+    on_batch: Optional[Callable[[BatchEvent], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> tuple[Stats, int]:
+    """One pass over `split` in `order`, from batch `start_batch`; returns (epoch stats, batches done).
+
+    Loss and hit counts are summed on the device and read back only every
+    `sync_every` batches, so a GPU is not stalled by a sync per step.
+    Stops early (between batches) when `should_stop()` turns true.
+    """
+    model.train()
+    total = num_batches(len(split), batch_size)
+    stats = stats if stats is not None else Stats()
+    window = Stats()
+    pending_loss = torch.zeros((), device=split.images.device)
+    pending_correct = torch.zeros((), dtype=torch.int64, device=split.images.device)
+    pending_seen = 0
+    done = start_batch
+    for x, y in iterate_batches(split, batch_size, order=order, start=start_batch):
+        if augment is not None:
+            x = augment(x)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        with torch.no_grad():
+            pending_loss += loss.detach() * y.shape[0]
+            pending_correct += (logits.argmax(1) == y).sum()
+        pending_seen += y.shape[0]
+        done += 1
+        at_log = done % log_every == 0
+        if at_log or done % sync_every == 0 or done == total:
+            chunk = Stats(float(pending_loss), int(pending_correct), pending_seen)
+            pending_loss.zero_()
+            pending_correct.zero_()
+            pending_seen = 0
+            stats.add(chunk)
+            window.add(chunk)
+            closed = None
+            if at_log:
+                closed, window = window, Stats()
+            if on_batch is not None:
+                on_batch(BatchEvent(done, total, stats, closed))
+            if should_stop is not None and done < total and should_stop():
+                break
+    return stats, done
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    correct: int
+    total: int
+    probabilities: torch.Tensor  # (N, 10) on the CPU
+    labels: torch.Tensor  # (N,)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        return self.probabilities.argmax(1)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
+    """Mean cross-entropy, accuracy and class probabilities over a whole split."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=split.images.device)
+    probs = []
+    for x, y in iterate_batches(split, batch_size):
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        probs.append(logits.float().softmax(1).cpu())
+    probabilities = torch.cat(probs) if probs else torch.zeros(0, 10)
+    labels = split.labels.cpu()
+    correct = int((probabilities.argmax(1) == labels).sum()) if len(labels) else 0
+    n = len(labels)
+    return EvalResult(float(loss_sum) / n if n else float("nan"), correct, n, probabilities, labels)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(normalize(images[i : i + batch_size].to(device))).float().softmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, 10)

@@ -1,0 +1,113 @@
+"""The networks, and a registry to build them by name: create_model(name, **args)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from mnistcli.errors import OptionError
+
+DEFAULT_MODEL = "cnn"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelSpec(name, builder, description)
+        return builder
+
+    return add
+
+
+def model_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise OptionError(f"unknown model {name!r}; choose from: {', '.join(_REGISTRY)}") from None
+
+
+def create_model(name: str, **args) -> nn.Module:
+    """Build a registered model; `args` are its constructor arguments (stored in checkpoints)."""
+    spec = model_spec(name)
+    try:
+        return spec.builder(**args)
+    except TypeError as exc:
+        raise OptionError(f"bad arguments for model {name!r}: {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@register("fc", "fully connected: 784 -> 256 -> 128 -> 10, ReLU")
+class FullyConnected(nn.Module):
+    def __init__(self, hidden: tuple[int, ...] | list[int] = (256, 128)):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 28 * 28
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        layers.append(nn.Linear(width, 10))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10)
+        return self.net(x)
+
+
+@register("report-cnn", "the report's CNN as printed: conv 1->10 k5, pool, conv 10->20 k5, pool, 320->50->10")
+class ReportCNN(nn.Module):
+    """Exactly the report's network; note it has no activation between its two linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 10, kernel_size=5), nn.ReLU(), nn.MaxPool2d(kernel_size=2))
+        self.conv2 = nn.Sequential(nn.Conv2d(10, 20, kernel_size=5), nn.ReLU(), nn.MaxPool2d(kernel_size=2))
+        self.fc = nn.Sequential(nn.Linear(320, 50), nn.Linear(50, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv2(self.conv1(x))  # (B, 20, 4, 4)
+        return self.fc(x.flatten(1))
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    ]
+
+
+@register("cnn", "batch-norm CNN (default): conv 16-32-64 with batch norm, ReLU and pooling, linear 576->10")
+class BatchNormCNN(nn.Module):
+    """Three conv + batch norm + pool stages; sized to train fast on a 2-core CPU."""
+
+    def __init__(self, channels: tuple[int, int, int] | list[int] = (16, 32, 64), dropout: float = 0.0):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.features = nn.Sequential(
+            *_conv_bn(1, c1, 5),  # (B, c1, 14, 14)
+            *_conv_bn(c1, c2, 5),  # (B, c2, 7, 7)
+            *_conv_bn(c2, c3, 3),  # (B, c3, 3, 3)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * 9, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
