@@ -1,0 +1,183 @@
+"""The rich console: error lines, tables, and the live training display."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mnistcli.engine import BatchEvent
+from mnistcli.trainer import EpochEnd, Hooks, StartInfo
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    """One line on stderr (never wrapped, so scripts can grep it)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    console.print(message, soft_wrap=True)
+
+
+def pct(x: Optional[float], digits: int = 2) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def num(x: Optional[float], digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def simple_table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]], **kw) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", **kw)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    return table
+
+
+# The log table is printed one row at a time (above the live bar), so its columns have fixed widths.
+_LOG_COLUMNS = (("Epoch", 7), ("Batch", 7), ("Loss", 8), ("Acc", 8))
+
+
+def _log_table(show_header: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, show_edge=False, pad_edge=False)
+    for name, width in _LOG_COLUMNS:
+        table.add_column(name, justify="right", width=width)
+    return table
+
+
+class TrainDisplay(Hooks):
+    """Draws a run: a live bar per epoch on a terminal, plain log lines otherwise."""
+
+    def __init__(self, out: Console = console):
+        self.out = out
+        self.live = out.is_terminal and not out.is_dumb_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}"),
+            TextColumn("{task.fields[speed]} img/s"),
+            TimeRemainingColumn(),
+            console=out,
+            transient=True,
+            disable=not self.live,
+        )
+        self.task = None
+        self.header_shown = False
+        self.epochs = 0
+        self.batch_size = 0
+        self.t0 = 0.0
+        self.start_batch = 0
+
+    def on_start(self, info: StartInfo) -> None:
+        r = info.recipe
+        self.epochs, self.batch_size = r.epochs, r.batch_size
+        if info.resumed_from:
+            where = f"epoch {info.start_epoch}" + (f", batch {info.start_batch}" if info.start_batch else "")
+            self.out.print(f"Resuming [bold]{escape(info.resumed_from)}[/] at {where}", soft_wrap=True)
+            for name, (old, new) in info.changed.items():
+                self.out.print(f"  --{name.replace('_', '-')}: {old} -> {new}")
+        self.out.print(
+            f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device}; "
+            f"data {escape(info.data_source)}: {info.train_size:,} train, {info.val_size:,} val, {info.test_size:,} test",
+            soft_wrap=True,
+        )
+        self.out.print(
+            f"Recipe: {r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
+            + (f" momentum {r.momentum:g}" + (" nesterov" if r.nesterov else "") if r.optimizer == "sgd" else "")
+            + f", weight decay {r.weight_decay:g}, schedule {r.scheduler}"
+            + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
+            + (f", random shifts up to {r.augment} px" if r.augment else "")
+            + f", seed {r.seed}",
+            soft_wrap=True,
+        )
+        if info.best_by == "test_acc":
+            self.out.print("No validation split (--val-size 0): best.pt is chosen by test accuracy.")
+        if self.live:
+            self.progress.start()
+
+    def on_epoch_start(self, epoch: int, total_epochs: int, steps: int, start_batch: int) -> None:
+        self.t0, self.start_batch = time.perf_counter(), start_batch
+        if self.live:
+            self.task = self.progress.add_task(
+                f"epoch {epoch}/{total_epochs}", total=steps, completed=start_batch, loss="-", acc="-", speed="-"
+            )
+
+    def on_batch(self, epoch: int, event: BatchEvent) -> None:
+        if self.live and self.task is not None:
+            dt = time.perf_counter() - self.t0
+            speed = (event.batch - self.start_batch) * self.batch_size / dt if dt > 0 else 0
+            self.progress.update(
+                self.task, completed=event.batch, loss=f"{event.epoch.loss:.4f}",
+                acc=f"{100 * event.epoch.accuracy:.2f}%", speed=f"{speed:,.0f}",
+            )  # fmt: skip
+        if event.window is not None:
+            table = _log_table(show_header=not self.header_shown)
+            self.header_shown = True
+            table.add_row(str(epoch), str(event.batch), f"{event.window.loss:.3f}", f"{100 * event.window.accuracy:.2f}%")
+            self.out.print(table)
+
+    def on_evaluating(self, epoch: int) -> None:
+        if self.live and self.task is not None:
+            self.progress.update(self.task, description=f"epoch {epoch}/{self.epochs} evaluating")
+
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        if self.live and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        r = end.record
+        parts = [
+            f"[bold]Epoch {r['epoch']}/{self.epochs}[/]",
+            f"train loss {r['train_loss']:.4f} acc {pct(r['train_acc'])}",
+        ]
+        if r.get("val_acc") is not None:
+            parts.append(f"val {pct(r['val_acc'])}")
+        parts += [f"test {pct(r['test_acc'])}", f"{r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"]
+        saved = ", ".join(p.name for p in end.saved)
+        parts.append(f"saved {saved}" + (" [green](new best)[/]" if end.is_best else ""))
+        self.out.print(" | ".join(parts), soft_wrap=True)
+        self.header_shown = False
+
+    def close(self) -> None:
+        if self.live:
+            self.progress.stop()
+
+
+def history_table(history: list[dict], best_epoch: Optional[int]) -> Table:
+    rows = []
+    for r in history:
+        mark = " *" if r["epoch"] == best_epoch else ""
+        rows.append([
+            f"{r['epoch']}{mark}", num(r["train_loss"]), pct(r["train_acc"]), pct(r.get("val_acc")),
+            pct(r["test_acc"]), f"{r['seconds']:.1f}",
+        ])  # fmt: skip
+    return simple_table(
+        "Summary (* best)", ["Epoch", "Train loss", "Train acc", "Val acc", "Test acc", "Seconds"], rows
+    )
+
+
+def model_table(rows: list[tuple[str, int, str]], default: str) -> Table:
+    return simple_table(
+        "Models",
+        ["Name", "Parameters", "Description"],
+        [(name + (" (default)" if name == default else ""), f"{n:,}", desc) for name, n, desc in rows],
+    )
+
+
+def saved_paths(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths)
