@@ -1,0 +1,80 @@
+"""Shared fixtures: a small real IDX dataset written into a temp folder, and real MNIST when present."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from mnistcli.data import RAW_FILES
+
+REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+needs_real_mnist = pytest.mark.skipif(
+    not (REAL_MNIST / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file(),
+    reason=f"real MNIST not found at {REAL_MNIST}",
+)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file (magic 0, 0, 0x08, ndim; big-endian sizes; data)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
+    data = idx_bytes(array)
+    path = path.with_name(path.name + ".gz") if gz else path
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def render_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n MNIST-like images (light strokes on black, 28x28) of digits drawn with a font, varied in size,
+    position, angle and stroke; labels cycle through 0-9. Learnable, so a small model trains on it."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    labels = np.arange(n, dtype=np.uint8) % 10
+    for i in range(n):
+        size = int(rng.integers(34, 44))
+        font = ImageFont.load_default(size=size)
+        canvas = Image.new("L", (56, 56), 0)
+        draw = ImageDraw.Draw(canvas)
+        draw.text((28, 28), str(labels[i]), fill=255, font=font, anchor="mm", stroke_width=int(rng.integers(1, 4)), stroke_fill=255)
+        canvas = canvas.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR, translate=tuple(int(t) for t in rng.integers(-3, 4, 2)))
+        images[i] = np.asarray(canvas.resize((28, 28), Image.BILINEAR))
+    return images, labels
+
+
+def write_dataset(root: Path, n_train: int = 600, n_test: int = 200, gz: bool = True, layout: str = "torchvision") -> Path:
+    """Write the four IDX files under `root` (in MNIST/raw/ or flat); returns `root`."""
+    folder = root / "MNIST" / "raw" if layout == "torchvision" else root
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        images, labels = render_digits(n, seed)
+        img_name, lbl_name = RAW_FILES[split]
+        write_idx(folder / img_name, images, gz)
+        write_idx(folder / lbl_name, labels, gz)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fixture_data(tmp_path_factory) -> Path:
+    """A small MNIST-format dataset, gzipped, in torchvision's MNIST/raw layout."""
+    return write_dataset(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def fixture_data_flat(tmp_path_factory) -> Path:
+    """The same kind of dataset, uncompressed, flat in one folder."""
+    return write_dataset(tmp_path_factory.mktemp("mnist_flat"), gz=False, layout="flat")
+
+
+@pytest.fixture(autouse=True)
+def _no_data_env(monkeypatch):
+    # Tests say where the data is; a developer's MNISTCLI_DATA_DIR must not leak in.
+    monkeypatch.delenv("MNISTCLI_DATA_DIR", raising=False)
+    monkeypatch.delenv("MNISTCLI_DEBUG", raising=False)

@@ -1,0 +1,86 @@
+import os
+
+import pytest
+import torch
+
+from mnistcli import checkpoint
+from mnistcli.errors import CheckpointError
+from mnistcli.models import create_model
+
+
+def make_ckpt(model_name="cnn"):
+    model = create_model(model_name)
+    ckpt = checkpoint.bare_state_dict_checkpoint(model.state_dict(), model_name)
+    return model, ckpt
+
+
+def test_save_load_roundtrip_rebuilds_the_same_model(tmp_path):
+    model, ckpt = make_ckpt()
+    checkpoint.save(ckpt, tmp_path / "a.pt")
+    loaded = checkpoint.load(tmp_path / "a.pt")
+    rebuilt = checkpoint.build_model(loaded)
+    x = torch.randn(2, 1, 28, 28)
+    model.eval()
+    assert torch.equal(model(x), rebuilt(x))
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+
+    def boom(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        checkpoint.atomic_write(target, boom)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_bare_state_dict_needs_a_model_name(tmp_path):
+    model = create_model("report-cnn")
+    torch.save(model.state_dict(), tmp_path / "mnist_cnn.pt")
+    with pytest.raises(CheckpointError, match="--model NAME"):
+        checkpoint.load(tmp_path / "mnist_cnn.pt")
+    rebuilt = checkpoint.build_model(checkpoint.load(tmp_path / "mnist_cnn.pt", model_name="report-cnn"))
+    assert torch.equal(rebuilt.fc[0].weight, model.fc[0].weight)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b"", "empty file"), (b"\xff\xd8\xff\xe0 not a checkpoint", "not a readable PyTorch checkpoint")],
+)
+def test_junk_files_are_refused(tmp_path, content, expected):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=expected):
+        checkpoint.load(path)
+
+
+def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
+    _, ckpt = make_ckpt()
+    for change, expected in (
+        ({"format_version": checkpoint.FORMAT_VERSION + 1}, "newer"),
+        ({"model": "nope"}, "unknown model"),
+        ({"model": "report-cnn"}, "do not fit"),
+    ):
+        path = tmp_path / "c.pt"
+        torch.save({**ckpt, **change}, path)
+        with pytest.raises(CheckpointError, match=expected):
+            checkpoint.build_model(checkpoint.load(path), path)
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()

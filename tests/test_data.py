@@ -1,0 +1,107 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import idx_bytes, needs_real_mnist, REAL_MNIST, write_dataset
+from mnistcli import data
+from mnistcli.errors import DataError
+
+
+def test_reads_gzipped_torchvision_layout(fixture_data):
+    ds = data.load_mnist(fixture_data, download_ok=False, val_size=100)
+    assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape == (500, 28, 28)
+    assert ds.val.images.shape == (100, 28, 28)
+    assert ds.test.images.shape == (200, 28, 28) and ds.test.labels.dtype == torch.int64
+    assert set(ds.test.labels.tolist()) == set(range(10))
+
+
+def test_reads_raw_flat_layout_and_same_pixels(fixture_data, fixture_data_flat):
+    flat = data.load_mnist(fixture_data_flat, download_ok=False, val_size=0)
+    gz = data.load_mnist(fixture_data, download_ok=False, val_size=0)
+    assert flat.val is None and len(flat.train) == 600
+    assert torch.equal(flat.test.images, gz.test.images)
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    tr1, va1 = data.validation_indices(1000, 100)
+    tr2, va2 = data.validation_indices(1000, 100)
+    assert torch.equal(va1, va2) and len(va1) == 100 and len(tr1) == 900
+    assert not set(tr1.tolist()) & set(va1.tolist())
+
+
+def test_missing_data_without_download_names_the_files(tmp_path):
+    with pytest.raises(DataError) as err:
+        data.load_mnist(tmp_path, download_ok=False)
+    msg = str(err.value)
+    assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg and "--no-download" in msg
+
+
+def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got:\n<urlopen error>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as err:
+        data.load_mnist(tmp_path / "new", download_ok=True)
+    assert "download failed" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_local_files_are_used_without_any_download(fixture_data, monkeypatch):
+    monkeypatch.setattr(data, "download", lambda root: pytest.fail("tried to download"))
+    assert len(data.load_mnist(fixture_data, download_ok=True, val_size=0).test) == 200
+
+
+@pytest.mark.parametrize(
+    "mangle, expected",
+    [
+        (lambda b: b[:-10], "truncated or corrupt"),
+        (lambda b: b"\x08\x03" + b[2:], "bad magic"),
+        (lambda b: b[:6], "truncated IDX header"),
+        (lambda b: b"", "bad magic"),
+    ],
+)
+def test_corrupt_idx_is_named(tmp_path, mangle, expected):
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(mangle(idx_bytes(np.zeros((3, 28, 28), np.uint8))))
+    with pytest.raises(DataError) as err:
+        data.read_idx(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_truncated_gzip_is_named(tmp_path):
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((50, 28, 28), np.uint8)))[:-30])
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        data.read_idx(path)
+
+
+def test_labels_that_do_not_match_images_are_refused(tmp_path):
+    root = write_dataset(tmp_path, n_train=20, n_test=10, gz=False, layout="flat")
+    (root / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(7, np.uint8)))
+    with pytest.raises(DataError, match="7 labels for 10 images"):
+        data.load_mnist(root, download_ok=False)
+
+
+def test_normalize_matches_the_torchvision_transform():
+    x = torch.tensor([[[0, 255], [128, 33]]], dtype=torch.uint8)
+    expected = (x.float() / 255 - data.MEAN) / data.STD
+    assert torch.allclose(data.normalize(x)[:, 0], expected, atol=1e-6)
+
+
+def test_batches_cover_the_permutation_once():
+    split = data.Split("s", torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).clone(), torch.arange(10))
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    seen = torch.cat([y for _, y in data.iterate_batches(split, 4, order=order)])
+    assert torch.equal(seen, order)
+    assert [len(y) for _, y in data.iterate_batches(split, 4, order=order, start=1)] == [4, 2]
+
+
+@needs_real_mnist
+def test_real_mnist_loads_with_torchvision_checksum_mismatch():
+    ds = data.load_mnist(REAL_MNIST, download_ok=False, val_size=5000)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (55000, 5000, 10000)
+    assert abs(ds.test.images.float().mean().item() / 255 - data.MEAN) < 0.01

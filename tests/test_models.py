@@ -1,0 +1,36 @@
+import pytest
+import torch
+from torch import nn
+
+from mnistcli.errors import OptionError
+from mnistcli.models import DEFAULT_MODEL, count_parameters, create_model, model_names
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_maps_a_batch_to_ten_logits(name):
+    model = create_model(name)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_report_cnn_is_exactly_the_reports_network():
+    m = create_model("report-cnn")
+    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    linears = [l for l in m.modules() if isinstance(l, nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 10, (5, 5)), (10, 20, (5, 5))]
+    assert [(l.in_features, l.out_features) for l in linears] == [(320, 50), (50, 10)]
+    # As printed: no activation between the two linear layers.
+    assert [type(l) for l in m.fc] == [nn.Linear, nn.Linear]
+    assert count_parameters(m) == 21840
+
+
+def test_default_model_has_batch_norm():
+    assert any(isinstance(l, nn.BatchNorm2d) for l in create_model(DEFAULT_MODEL).modules())
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(OptionError, match="report-cnn"):
+        create_model("resnet9000")
+
+
+def test_model_args_are_passed():
+    assert count_parameters(create_model("fc", hidden=[32])) == 784 * 32 + 32 + 32 * 10 + 10
