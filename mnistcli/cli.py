@@ -86,7 +86,8 @@ NoDownload = Annotated[bool, typer.Option("--no-download", help="Never download 
 class _StopFlag:
     """SIGINT/SIGTERM ask training to stop after the current batch; a second Ctrl-C aborts."""
 
-    def __init__(self):
+    def __init__(self, notice: Callable[[str], None]):
+        self.notice = notice
         self.signal: Optional[int] = None
         self._old: dict[int, object] = {}
 
@@ -102,7 +103,7 @@ class _StopFlag:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
-        ui.warn("stopping after this batch to save a resumable checkpoint (Ctrl-C again to abort)")
+        self.notice("Stopping after this batch to save a resumable checkpoint (Ctrl-C again to abort)")
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -168,7 +169,7 @@ def train(
         device=device, log_every=log_every, resume=resume,
     )  # fmt: skip
     display = ui.TrainDisplay()
-    with _StopFlag() as stop:
+    with _StopFlag(display.notice) as stop:
         try:
             result = trainer.fit(run_recipe, options, display, should_stop=stop, explicit=explicit)
         finally:

@@ -83,7 +83,7 @@ def train_epoch(
 
     Loss and hit counts are summed on the device and read back only every
     `sync_every` batches, so a GPU is not stalled by a sync per step.
-    Stops early (between batches) when `should_stop()` turns true.
+    Stops early, after the current batch, when `should_stop()` turns true.
     """
     model.train()
     total = num_batches(len(split), batch_size)
@@ -109,7 +109,8 @@ def train_epoch(
         pending_seen += y.shape[0]
         done += 1
         at_log = done % log_every == 0
-        if at_log or done % sync_every == 0 or done == total:
+        stop = done < total and should_stop is not None and should_stop()
+        if at_log or stop or done % sync_every == 0 or done == total:
             chunk = Stats(float(pending_loss), int(pending_correct), pending_seen)
             pending_loss.zero_()
             pending_correct.zero_()
@@ -121,8 +122,8 @@ def train_epoch(
                 closed, window = window, Stats()
             if on_batch is not None:
                 on_batch(BatchEvent(done, total, stats, closed))
-            if should_stop is not None and done < total and should_stop():
-                break
+        if stop:
+            break
     return stats, done
 
 

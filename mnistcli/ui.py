@@ -153,6 +153,10 @@ class TrainDisplay(Hooks):
         self.out.print(" | ".join(parts), soft_wrap=True)
         self.header_shown = False
 
+    def notice(self, message: str) -> None:
+        """A line printed above the live bar (safe to call from a signal handler)."""
+        self.out.print(f"[yellow]{escape(message)}[/]", soft_wrap=True)
+
     def close(self) -> None:
         if self.live:
             self.progress.stop()

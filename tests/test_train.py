@@ -90,9 +90,9 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(fixture_data, tmp_path):
     _fit(fixture_data, tmp_path / "straight", 2)
     calls = iter(range(1000))
     result = _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: next(calls) >= 0)  # stop at once
-    assert result.interrupted and result.interrupted_at == (1, 10)  # first sync point
+    assert result.interrupted and result.interrupted_at == (1, 1)  # stops after the batch in progress
     partial = checkpoint.load(tmp_path / "stopped" / "last.pt")
-    assert partial["epoch"] == 0 and partial["partial"]["batch"] == 10
+    assert partial["epoch"] == 0 and partial["partial"]["batch"] == 1
     result = _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped" / "last.pt")
     assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
