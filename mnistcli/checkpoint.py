@@ -171,6 +171,10 @@ def bare_state_dict_checkpoint(state_dict: dict, model_name: str) -> dict:
     }
 
 
+def class_names(ckpt: dict) -> list[str]:
+    return list(ckpt.get("classes") or [str(d) for d in range(10)])
+
+
 def describe(ckpt: dict) -> str:
     """One line saying what a checkpoint is: model, epoch, recorded accuracy."""
     parts = [f"model {ckpt.get('model')}"]
@@ -181,3 +185,30 @@ def describe(ckpt: dict) -> str:
         if isinstance(metrics.get(key), float):
             parts.append(f"{label} acc {100 * metrics[key]:.2f}%")
     return ", ".join(parts)
+
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "mnistcli-cnn.pt"
+LOCAL_BEST = Path("checkpoints") / "best.pt"
+
+
+def resolve(path: Optional[Path]) -> tuple[Path, str]:
+    """The checkpoint to use and why: the one given, else ./checkpoints/best.pt, else the bundled one."""
+    if path is not None:
+        return Path(path), "given"
+    if LOCAL_BEST.is_file():
+        return LOCAL_BEST, "local best (./checkpoints/best.pt)"
+    if PRETRAINED.is_file():
+        return PRETRAINED, "bundled pretrained"
+    raise CheckpointError(
+        "no checkpoint: ./checkpoints/best.pt does not exist and no pretrained model is bundled; "
+        "train one with `mnistcli train` or pass --checkpoint PATH"
+    )
+
+
+def load_model(
+    path: Optional[Path], device: torch.device, model_name: Optional[str] = None
+) -> tuple[nn.Module, dict, Path, str]:
+    """Resolve, load and rebuild: (model on `device`, checkpoint dict, path, why this one)."""
+    path, why = resolve(path)
+    ckpt = load(path, map_location="cpu", model_name=model_name)
+    return build_model(ckpt, path, device), ckpt, path, why

@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from mnistcli import __version__, ui
-from mnistcli.errors import MnistCliError
+from mnistcli.errors import MnistCliError, OptionError
 
 app = typer.Typer(
     name="mnistcli",
@@ -190,6 +190,235 @@ def train(
                 f"Best epoch {best['epoch']}: val {ui.pct(best.get('val_acc'))}, test {ui.pct(best['test_acc'])} "
                 f"-> {result.out_dir / 'best.pt'}"
             )
+
+
+CheckpointOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--checkpoint", "-c",
+        help="Checkpoint to use. Default: ./checkpoints/best.pt, else the bundled pretrained model.",
+        show_default=False,
+    ),
+]  # fmt: skip
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", help="Architecture of a bare state_dict saved by other tools (see train --list-models).", show_default=False),
+]  # fmt: skip
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+
+
+def _checkpoint_info(ckpt: dict, path: Path, why: str) -> dict:
+    from mnistcli import checkpoint
+
+    return {"path": str(path), "source": why, "model": ckpt.get("model"), "epoch": ckpt.get("epoch"),
+            "metrics": ckpt.get("metrics") or {}, "summary": checkpoint.describe(ckpt)}  # fmt: skip
+
+
+def _check_split(split: str) -> None:
+    if split not in ("test", "val", "train"):
+        raise OptionError(f"unknown split {split!r}; choose from: test, val, train")
+
+
+def _print_json(document) -> None:
+    import json
+
+    print(json.dumps(document, indent=2))
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    ckpt: Annotated[
+        Optional[Path],
+        typer.Argument(help="Checkpoint (.pt). Default: ./checkpoints/best.pt, else the bundled model.", show_default=False),
+    ] = None,
+    split: Annotated[str, typer.Option(help="test, val or train (val: the checkpoint's own held-out images).")] = "test",
+    out_dir: Annotated[
+        Optional[Path], typer.Option(help="Save confusion.png and mistakes.png (the most confident errors) here.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDir = None,
+    no_download: NoDownload = False,
+) -> None:
+    """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
+    from mnistcli import checkpoint, engine, metrics, plots, trainer
+
+    _check_split(split)
+    dev = engine.select_device(device)
+    net, ck, path, why = checkpoint.load_model(ckpt, dev, model)
+    classes = checkpoint.class_names(ck)
+    data = trainer.dataset_for(ck, data_dir, not no_download, ("train", "test") if split != "test" else ("test",))
+    result = engine.evaluate(net, data.split(split).to(dev))
+    cm = metrics.confusion_matrix(result.labels, result.predictions, len(classes))
+    rows = metrics.per_class(cm)
+    errors = result.total - result.correct
+    saved = []
+    if out_dir is not None:
+        images = data.split(split).images
+        saved.append(plots.confusion_figure(cm, classes, out_dir / "confusion.png",
+                                            title=f"{ck.get('model')} on {split}: {100 * result.accuracy:.2f}% ({errors} errors)"))  # fmt: skip
+        worst = metrics.worst_mistakes(result.probabilities, result.labels, 40)
+        conf, pred = result.probabilities.max(1)
+        titles = [f"true {classes[result.labels[i]]}, pred {classes[pred[i]]}\n{100 * conf[i]:.0f}%" for i in worst.tolist()]
+        saved.append(plots.image_grid([images[i].numpy() for i in worst.tolist()], out_dir / "mistakes.png", titles,
+                                      colors=["firebrick"] * len(titles), suptitle="Most confident mistakes"))  # fmt: skip
+    if json_out:
+        _print_json({
+            "checkpoint": _checkpoint_info(ck, path, why), "split": split, "images": result.total,
+            "accuracy": result.accuracy, "loss": result.loss, "errors": errors, "classes": classes,
+            "per_class": rows, "confusion_matrix": cm.tolist(), "plots": [str(p) for p in saved],
+        })  # fmt: skip
+        return
+    ui.info(f"Checkpoint {path} ({why}): {checkpoint.describe(ck)}")
+    ui.info(f"[bold]{split}[/]: accuracy [bold]{ui.pct(result.accuracy)}[/] ({result.correct:,}/{result.total:,}), "
+            f"loss {result.loss:.4f}, {errors:,} errors")  # fmt: skip
+    ui.console.print(ui.per_class_table(rows, classes))
+    ui.console.print(ui.confusion_table(cm, classes))
+    if saved:
+        ui.info("Saved " + ui.saved_paths(saved))
+
+
+@app.command()
+@handles_errors
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP, TIFF) or folders of them.", show_default=False)],
+    checkpoint_path: CheckpointOpt = None,
+    top_k: Annotated[int, typer.Option(help="How many most likely digits to list.")] = 3,
+    raw: Annotated[bool, typer.Option("--raw", help="Skip the clean-up: the images are already 28x28 MNIST-style (light on black).")] = False,
+    json_out: JsonOpt = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the 28x28 input the network saw, in the terminal.")] = False,
+    save_inputs: Annotated[
+        Optional[Path], typer.Option(help="Write the 28x28 inputs the network saw as PNGs into this folder.", show_default=False)
+    ] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Read the digit in people's own photos, scans and drawings."""
+    import numpy as np
+    import torch
+
+    from mnistcli import checkpoint, engine, preprocess
+
+    if top_k < 1:
+        raise OptionError(f"--top-k must be at least 1, got {top_k}")
+    dev = engine.select_device(device)
+    net, ck, path, why = checkpoint.load_model(checkpoint_path, dev, model)
+    classes = checkpoint.class_names(ck)
+    files = preprocess.expand_inputs(images)
+    if not files:
+        raise MnistCliError("no image files found in " + ", ".join(str(p) for p in images))
+    inputs, ok_files, failures = [], [], []
+    for f in files:
+        try:
+            inputs.append(preprocess.load_digit(f, raw=raw))
+            ok_files.append(f)
+        except MnistCliError as exc:
+            failures.append({"file": str(f), "error": str(exc)})
+    rows = []
+    if inputs:
+        batch = torch.from_numpy(np.stack(inputs))
+        probs = engine.predict(net, batch)
+        k = min(top_k, probs.shape[1])
+        top_p, top_i = probs.topk(k, dim=1)
+        for f, p, i in zip(ok_files, top_p.tolist(), top_i.tolist()):
+            rows.append({"file": str(f), "digit": i[0], "label": classes[i[0]], "confidence": p[0],
+                         "top_k": [{"digit": c, "label": classes[c], "probability": q} for c, q in zip(i, p)]})  # fmt: skip
+    if save_inputs is not None:
+        save_inputs.mkdir(parents=True, exist_ok=True)
+        for f, x in zip(ok_files, inputs):
+            preprocess.save_input(x, save_inputs / f"{f.stem}.png")
+    if json_out:
+        _print_json({"checkpoint": _checkpoint_info(ck, path, why), "predictions": rows, "errors": failures})
+    else:
+        ui.info(f"Checkpoint {path} ({why}): {checkpoint.describe(ck)}")
+        if rows:
+            ui.console.print(ui.predictions_table(rows, min(top_k, len(classes))))
+        if show:
+            for r, x in zip(rows, inputs):
+                ui.console.print(ui.digit_preview(x, f"{r['file']}: {r['label']}"))
+        if save_inputs is not None and inputs:
+            ui.info(f"Inputs saved in {save_inputs}")
+    for fail in failures:
+        ui.error(fail["error"])
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("show-samples")
+@handles_errors
+def show_samples(
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    count: Annotated[int, typer.Option(help="How many images (ignored with --per-class).")] = 40,
+    per_class: Annotated[Optional[int], typer.Option(help="This many images of each class, one row per class.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Which images to pick.")] = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path("samples.png"),
+    show: Annotated[bool, typer.Option("--show", help="Also open the grid in a window (needs a display).")] = False,
+    checkpoint_path: Annotated[
+        Optional[Path], typer.Option("--checkpoint", "-c", help="Title each image with truth and this checkpoint's prediction; mistakes in red.", show_default=False)
+    ] = None,
+    errors_only: Annotated[bool, typer.Option("--errors-only", help="Only the images the checkpoint gets wrong.")] = False,
+    device: DeviceOpt = "auto",
+    data_dir: DataDir = None,
+    no_download: NoDownload = False,
+) -> None:
+    """A labelled grid of dataset images as a PNG, and the split's label counts."""
+    import torch
+
+    from mnistcli import checkpoint, data, engine, plots, trainer
+
+    _check_split(split)
+    if count < 1 or (per_class is not None and per_class < 1):
+        raise OptionError("--count and --per-class must be at least 1")
+    if errors_only and checkpoint_path is None:
+        raise OptionError("--errors-only needs --checkpoint")
+    ck = net = None
+    if checkpoint_path is not None:
+        dev = engine.select_device(device)
+        net, ck, _, _ = checkpoint.load_model(checkpoint_path, dev)
+        ds = trainer.dataset_for(ck, data_dir, not no_download, ("train", "test"))
+    else:
+        # Without a checkpoint, "train" is all 60,000 training images and "val" the default held-out part.
+        ds = data.load_mnist(data_dir, download_ok=not no_download, val_size=data.DEFAULT_VAL_SIZE if split == "val" else 0,
+                             splits=("train", "test") if split != "test" else ("test",))  # fmt: skip
+    classes = ds.classes
+    chosen = ds.split(split)
+    labels = chosen.labels
+    predicted = engine.predict(net, chosen.images).argmax(1) if net is not None else None
+    pool = torch.arange(len(labels))
+    if errors_only:
+        pool = torch.nonzero(predicted != labels).flatten()
+    gen = torch.Generator().manual_seed(seed)
+    pool = pool[torch.randperm(len(pool), generator=gen)]
+    if per_class is not None:
+        picks = torch.cat([pool[labels[pool] == c][:per_class] for c in range(len(classes))])
+        ncols = per_class
+    else:
+        picks = pool[:count]
+        ncols = None
+    if len(picks) == 0:
+        ui.info("No images to show" + (" (the checkpoint makes no mistakes on this split)" if errors_only else ""))
+    titles, colors = [], []
+    for i in picks.tolist():
+        truth = classes[labels[i]]
+        if predicted is None:
+            titles.append(truth)
+            colors.append("black")
+        else:
+            guess = classes[predicted[i]]
+            titles.append(f"{truth} -> {guess}" if guess != truth else truth)
+            colors.append("red" if guess != truth else "black")
+    if len(picks):
+        what = "mistakes" if errors_only else "samples"
+        plots.image_grid([chosen.images[i].numpy() for i in picks.tolist()], output, titles, colors, ncols=ncols,
+                         suptitle=f"MNIST {split} {what}" + (f" (model {ck['model']}: true -> predicted)" if ck else ""))  # fmt: skip
+        ui.info(f"Saved {len(picks)} images to {output}")
+    counts = torch.bincount(labels.cpu(), minlength=len(classes)).tolist()
+    ui.console.print(ui.distribution_table(counts, classes, split))
+    if show and len(picks) and not plots.show(output):
+        ui.warn(f"no display to open a window; the grid is in {output}")
 
 
 def _print_models() -> None:

@@ -176,7 +176,7 @@ def _load_split(name: str, images_path: Path, labels_path: Path) -> Split:
 def validation_indices(n: int, val_size: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, val) of a seeded split of n training images."""
     if not 0 <= val_size < n:
-        raise DataError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
+        raise DataError(f"a validation split of {val_size} images does not fit in {n} training images (--val-size)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[val_size:].sort().values, order[:val_size].sort().values
 

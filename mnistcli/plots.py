@@ -47,3 +47,72 @@ def training_curves(history: Sequence[dict], path: Path, title: Optional[str] = 
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def image_grid(
+    images: Sequence,  # uint8 (28, 28) arrays or tensors
+    path: Path,
+    titles: Optional[Sequence[str]] = None,
+    colors: Optional[Sequence[str]] = None,
+    ncols: Optional[int] = None,
+    suptitle: Optional[str] = None,
+) -> Path:
+    """A grid of digit images with a title under each (e.g. label, or truth and prediction)."""
+    n = len(images)
+    ncols = ncols or min(10, max(1, n))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(1.25 * ncols, 1.45 * nrows + (0.5 if suptitle else 0)))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        if titles:
+            ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"), pad=2)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def confusion_figure(cm, classes: Sequence[str], path: Path, title: str = "Confusion matrix") -> Path:
+    """The confusion matrix as a heat map with counts; the diagonal is left out of the colour scale."""
+    import numpy as np
+
+    counts = np.asarray(cm)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    im = ax.imshow(off, cmap="Reds", vmin=0, vmax=max(1, off.max()))
+    fig.colorbar(im, ax=ax, label="errors")
+    n = len(classes)
+    ax.set_xticks(range(n), classes, rotation=45 if max(len(c) for c in classes) > 2 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set(xlabel="Predicted", ylabel="True", title=title)
+    for t in range(n):
+        for p in range(n):
+            value = counts[t, p]
+            if value:
+                strong = t != p and value > 0.5 * off.max()
+                ax.text(p, t, str(value), ha="center", va="center", fontsize=7,
+                        color="white" if strong else ("darkgreen" if t == p else "black"))  # fmt: skip
+    return save_figure(fig, path)
+
+
+def show(path: Path) -> bool:
+    """Open a saved PNG in a window when there is a display; False when there is none."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    import matplotlib.pyplot as plt
+    from matplotlib.image import imread
+
+    plt.figure()
+    plt.imshow(imread(path))
+    plt.axis("off")
+    plt.show()
+    return True

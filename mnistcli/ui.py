@@ -10,7 +10,10 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.style import Style
+from rich.color import Color
 from rich.table import Table
+from rich.text import Text
 
 from mnistcli.engine import BatchEvent
 from mnistcli.trainer import EpochEnd, Hooks, StartInfo
@@ -185,3 +188,67 @@ def model_table(rows: list[tuple[str, int, str]], default: str) -> Table:
 
 def saved_paths(paths: list[Path]) -> str:
     return ", ".join(str(p) for p in paths)
+
+
+def per_class_table(rows: list[dict], classes: Sequence[str]) -> Table:
+    return simple_table(
+        "Per class",
+        ["Class", "Precision", "Recall", "F1", "Support"],
+        [(classes[r["class"]], pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), f"{r['support']:,}") for r in rows],
+    )
+
+
+def confusion_table(cm, classes: Sequence[str]) -> Table:
+    """Rows are the true class, columns the predicted one; the diagonal in green, errors in red."""
+    table = Table(title="Confusion matrix (rows: true, columns: predicted)", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("true \\ pred", justify="right")
+    short = [c if len(c) <= 5 else c[:5] for c in classes]
+    for c in short:
+        table.add_column(c, justify="right")
+    for t, row in enumerate(cm.tolist()):
+        cells = []
+        for p, v in enumerate(row):
+            style = "green" if t == p else ("red" if v else "dim")
+            cells.append(f"[{style}]{v}[/]")
+        table.add_row(short[t], *cells)
+    return table
+
+
+def predictions_table(rows: list[dict], top_k: int) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("File", overflow="fold")
+    table.add_column("Digit", justify="center", style="bold")
+    table.add_column("Confidence", justify="right")
+    if top_k > 1:
+        table.add_column(f"Top {top_k}")
+    for r in rows:
+        cells = [escape(r["file"]), r["label"], pct(r["confidence"], 1)]
+        if top_k > 1:
+            cells.append("  ".join(f"{t['label']} {pct(t['probability'], 1)}" for t in r["top_k"]))
+        table.add_row(*cells)
+    return table
+
+
+def digit_preview(image, title: str = "") -> Text:
+    """A 28x28 uint8 image as text: half-block pixels in colour terminals, an ASCII ramp elsewhere."""
+    rows = [list(map(int, r)) for r in image.tolist()]
+    text = Text(f"{title}\n" if title else "")
+    if console.is_terminal and console.color_system is not None:
+        for top, bottom in zip(rows[0::2], rows[1::2]):
+            for a, b in zip(top, bottom):
+                text.append("▀", Style(color=Color.from_rgb(a, a, a), bgcolor=Color.from_rgb(b, b, b)))
+            text.append("\n")
+    else:
+        ramp = " .:-=+*#%@"
+        for row in rows:
+            text.append("".join(ramp[min(9, v * 10 // 256)] * 2 for v in row).rstrip() + "\n")
+    return text
+
+
+def distribution_table(counts: Sequence[int], classes: Sequence[str], split: str) -> Table:
+    total = max(1, sum(counts))
+    return simple_table(
+        f"Labels in the {split} split ({sum(counts):,} images)",
+        ["Class", "Count", "Share"],
+        [(c, f"{n:,}", pct(n / total, 1)) for c, n in zip(classes, counts)],
+    )

@@ -78,3 +78,15 @@ def _no_data_env(monkeypatch):
     # Tests say where the data is; a developer's MNISTCLI_DATA_DIR must not leak in.
     monkeypatch.delenv("MNISTCLI_DATA_DIR", raising=False)
     monkeypatch.delenv("MNISTCLI_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(fixture_data, tmp_path_factory) -> Path:
+    """A small checkpoint trained for a few epochs on the fixture dataset; returns its run folder."""
+    from mnistcli import trainer
+    from mnistcli.recipes import make_recipe
+
+    out = tmp_path_factory.mktemp("run")
+    recipe = make_recipe(epochs=4, batch_size=32, lr=0.05, val_size=100)
+    trainer.fit(recipe, trainer.RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu"))
+    return out

@@ -19,7 +19,7 @@ def run(*args):
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.exit_code == 0, result.output
-    for command in ("train",):
+    for command in ("train", "evaluate", "predict", "show-samples"):
         assert command in result.output
 
 

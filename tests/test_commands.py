@@ -1,0 +1,148 @@
+"""CLI tests of evaluate, predict and show-samples on the fixture dataset and a small trained checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import imagegen
+from conftest import render_digits
+from mnistcli import checkpoint
+from mnistcli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def is_png(path):
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(path).size[0] > 100
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A folder of realistic pictures of fixture digits, one per style, plus their labels."""
+    digits, labels = render_digits(6, seed=11)
+    folder = tmp_path_factory.mktemp("pictures")
+    files = imagegen.write_set(folder, digits, labels, seed=1)
+    return folder, files
+
+
+def test_evaluate_matches_what_train_reported(trained_run, fixture_data):
+    history = json.loads((trained_run / "history.json").read_text())
+    best = checkpoint.load(trained_run / "best.pt")
+    record = next(h for h in history if h["epoch"] == best["epoch"])
+    for split in ("test", "val"):
+        result = run("evaluate", trained_run / "best.pt", "--split", split, "--json", "--data-dir", fixture_data)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["accuracy"] == record[f"{split}_acc"]  # to the last image
+        assert doc["loss"] == pytest.approx(record[f"{split}_loss"], rel=1e-5)
+        assert sum(map(sum, doc["confusion_matrix"])) == doc["images"]
+        assert doc["errors"] == doc["images"] - sum(doc["confusion_matrix"][i][i] for i in range(10))
+        assert len(doc["per_class"]) == 10 and doc["checkpoint"]["model"] == "cnn"
+
+
+def test_evaluate_prints_tables_and_saves_plots(trained_run, fixture_data, tmp_path):
+    result = run("evaluate", trained_run / "last.pt", "--data-dir", fixture_data, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    for text in ("accuracy", "Precision", "Recall", "F1", "Confusion matrix", "errors"):
+        assert text in result.stdout
+    assert is_png(tmp_path / "confusion.png") and is_png(tmp_path / "mistakes.png")
+
+
+def test_evaluate_refuses_a_bad_split_and_a_missing_checkpoint(tmp_path):
+    assert "unknown split" in run("evaluate", tmp_path / "x.pt", "--split", "dev").stderr
+    result = run("evaluate", tmp_path / "x.pt")
+    assert result.exit_code == 1 and "checkpoint not found" in result.stderr
+
+
+def test_predict_reads_every_style_and_reports_json(trained_run, images):
+    folder, files = images
+    result = run("predict", folder, "--checkpoint", trained_run / "best.pt", "--json", "--top-k", 3)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert len(doc["predictions"]) == len(files) and doc["errors"] == []
+    for p in doc["predictions"]:
+        assert 0 <= p["digit"] <= 9 and len(p["top_k"]) == 3
+        assert p["top_k"][0]["probability"] == p["confidence"] >= p["top_k"][1]["probability"]
+    assert doc["checkpoint"]["path"].endswith("best.pt")
+
+
+def test_predict_table_names_the_checkpoint(trained_run, images):
+    folder, files = images
+    result = run("predict", files[0][0], files[1][0], "-c", trained_run / "best.pt")
+    assert result.exit_code == 0, result.output
+    assert "best.pt" in result.stdout and "Confidence" in result.stdout and "Top 3" in result.stdout
+
+
+def test_one_bad_file_does_not_stop_the_others(trained_run, images, tmp_path):
+    folder, files = images
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    Image.new("L", (100, 100), 255).save(tmp_path / "blank.png")
+    result = run("predict", files[0][0], tmp_path / "broken.png", tmp_path / "blank.png", "-c", trained_run / "best.pt", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert [p["file"] for p in doc["predictions"]] == [str(files[0][0])]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "broken.png" in errors[0] and "blank.png: no digit found" in errors[1]
+    assert "Traceback" not in result.output
+
+
+def test_predict_show_and_save_inputs(trained_run, images, tmp_path):
+    folder, files = images
+    result = run("predict", files[0][0], "-c", trained_run / "best.pt", "--show", "--save-inputs", tmp_path / "seen")
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "seen" / (files[0][0].stem + ".png")
+    assert np.asarray(Image.open(saved)).shape == (28, 28)
+    assert "@@" in result.stdout  # the 28x28 input drawn as text
+
+
+def test_predict_raw_takes_mnist_style_images(trained_run, tmp_path):
+    digits, _ = render_digits(2, seed=5)
+    Image.fromarray(digits[0]).save(tmp_path / "d.png")
+    result = run("predict", tmp_path / "d.png", "-c", trained_run / "best.pt", "--raw", "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["predictions"]) == 1
+
+
+def test_predict_without_any_checkpoint_says_what_to_do(tmp_path, monkeypatch, images):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint, "PRETRAINED", tmp_path / "none.pt")
+    result = run("predict", images[1][0][0])
+    assert result.exit_code == 1 and "mnistcli train" in result.stderr and "--checkpoint" in result.stderr
+
+
+def test_predict_prefers_the_local_best_checkpoint(trained_run, tmp_path, monkeypatch, images):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.pt").write_bytes((trained_run / "best.pt").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    result = run("predict", images[1][0][0], "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoint"]["source"].startswith("local best")
+
+
+def test_show_samples_writes_a_grid_and_the_label_counts(fixture_data, tmp_path):
+    out = tmp_path / "grid.png"
+    result = run("show-samples", "--data-dir", fixture_data, "--output", out, "--per-class", 3)
+    assert result.exit_code == 0, result.output
+    assert is_png(out) and "Labels in the test split" in result.stdout and "Share" in result.stdout
+    result = run("show-samples", "--data-dir", fixture_data, "--output", out, "--split", "train", "--count", 12)
+    assert result.exit_code == 0 and "Saved 12 images" in result.stdout
+
+
+def test_show_samples_with_a_checkpoint_and_errors_only(trained_run, fixture_data, tmp_path):
+    out = tmp_path / "errors.png"
+    result = run("show-samples", "--data-dir", fixture_data, "-c", trained_run / "best.pt", "--errors-only", "-o", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(run("evaluate", trained_run / "best.pt", "--json", "--data-dir", fixture_data).stdout)
+    shown = min(40, doc["errors"])
+    assert (f"Saved {shown} images" in result.stdout) if shown else ("makes no mistakes" in result.stdout)
+
+
+def test_show_samples_errors_only_needs_a_checkpoint(fixture_data):
+    result = run("show-samples", "--data-dir", fixture_data, "--errors-only")
+    assert result.exit_code == 2 and "--errors-only needs --checkpoint" in result.stderr
