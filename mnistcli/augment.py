@@ -22,3 +22,4 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     cols = shifts[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
     return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+

@@ -129,6 +129,7 @@ def train(
     scheduler: Annotated[Optional[str], typer.Option(help="Learning-rate schedule over the run: onecycle, cosine or none.", show_default=False)] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the loss.", show_default=False)] = None,
     augment: Annotated[Optional[int], typer.Option(help="Random shifts of up to N pixels (0 = none).", show_default=False)] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Evaluate and save an average of the weights with this decay per step (0 = off).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. [default: 0]", show_default=False)] = None,
     val_size: Annotated[
         Optional[int], typer.Option(help="Training images held out for validation; 0 trains on all 60,000. [default: 5000]", show_default=False)
@@ -156,7 +157,7 @@ def train(
     overrides = dict(
         model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
-        augment=augment, val_size=val_size, seed=seed,
+        augment=augment, ema=ema, val_size=val_size, seed=seed,
     )  # fmt: skip
     explicit = {k for k, v in overrides.items() if v is not None}
     run_recipe = make_recipe(recipe, **overrides)

@@ -78,6 +78,7 @@ def train_epoch(
     sync_every: int = 10,
     on_batch: Optional[Callable[[BatchEvent], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    after_step: Optional[Callable[[], None]] = None,
 ) -> tuple[Stats, int]:
     """One pass over `split` in `order`, from batch `start_batch`; returns (epoch stats, batches done).
 
@@ -103,6 +104,8 @@ def train_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         with torch.no_grad():
             pending_loss += loss.detach() * y.shape[0]
             pending_correct += (logits.argmax(1) == y).sum()
@@ -171,3 +174,34 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out) if out else torch.zeros(0, 10)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (and batch-norm buffers).
+
+    The decay ramps up as (1 + n) / (10 + n) until it reaches `decay`, so short runs
+    average over what they have rather than over their random start.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, steps: int = 0):
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.steps = steps
+        self._pairs = [
+            (mine, theirs)
+            for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values())
+        ]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        floats = [(a, b) for a, b in self._pairs if a.dtype.is_floating_point]
+        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1 - d)
+        for a, b in self._pairs:
+            if not a.dtype.is_floating_point:
+                a.copy_(b)  # counters such as num_batches_tracked

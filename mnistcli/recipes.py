@@ -31,6 +31,7 @@ class Recipe:
     scheduler: str = "onecycle"
     label_smoothing: float = 0.0
     augment: int = 0  # max random shift in pixels; 0 = none
+    ema: float = 0.0  # decay of an average of the weights used for evaluation; 0 = none
     val_size: int = 5000
     seed: int = 0
 
@@ -56,6 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scheduler": "none",
         "label_smoothing": 0.0,
         "augment": 0,
+        "ema": 0.0,
         "val_size": 0,
     },
 }
@@ -93,6 +95,8 @@ def check(r: Recipe) -> None:
         raise OptionError(f"--label-smoothing must be in [0, 1), got {r.label_smoothing}")
     if not 0 <= r.augment <= 4:
         raise OptionError(f"--augment (max shift in pixels) must be 0 to 4, got {r.augment}")
+    if not (r.ema == 0 or 0.5 <= r.ema < 1):
+        raise OptionError(f"--ema must be 0 (off) or a decay in [0.5, 1), got {r.ema}")
     if r.val_size < 0:
         raise OptionError(f"--val-size must be 0 or more, got {r.val_size}")
 

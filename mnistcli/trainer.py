@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from mnistcli import checkpoint
 from mnistcli.augment import random_shift
 from mnistcli.data import CLASSES, MEAN, STD, Dataset, load_mnist, num_batches
-from mnistcli.engine import BatchEvent, Stats, evaluate, select_device, train_epoch
+from mnistcli.engine import BatchEvent, Stats, WeightAverage, evaluate, select_device, train_epoch
 from mnistcli.errors import CheckpointError, OptionError
 from mnistcli.models import count_parameters, create_model
 from mnistcli.recipes import Recipe, check, make_optimizer, make_scheduler
@@ -190,7 +190,7 @@ def fit(
     history: list[dict[str, float]] = []
     start_epoch, start_batch, partial = 1, 0, None
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt.get("train_state_dict") or ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
             if "epochs" in changed:
@@ -210,6 +210,14 @@ def fit(
         if partial:
             start_batch = int(partial["batch"])
 
+    # With --ema the averaged weights are the ones evaluated and saved as `state_dict`;
+    # the raw ones travel as `train_state_dict` for resuming.
+    average = WeightAverage(model, recipe.ema) if recipe.ema else None
+    if average is not None and ckpt is not None:
+        average.model.load_state_dict(ckpt["state_dict"])
+        average.steps = int(ckpt.get("ema_steps") or 0)
+    scored = average.model if average is not None else model
+
     best_by = "val_acc" if val is not None else "test_acc"
     best_epoch = ckpt.get("best_epoch") if ckpt else None
     best_value = max((h[best_by] for h in history), default=-1.0)
@@ -227,7 +235,9 @@ def fit(
             "format_version": checkpoint.FORMAT_VERSION,
             "model": recipe.model,
             "model_args": {},
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": _cpu(scored.state_dict()),
+            "train_state_dict": _cpu(model.state_dict()) if average is not None else None,
+            "ema_steps": average.steps if average is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
@@ -261,7 +271,7 @@ def fit(
             model, train, optimizer, batch_size=recipe.batch_size, order=order, scheduler=scheduler,
             loss_fn=loss_fn, augment=augment, start_batch=start_batch, stats=stats,
             log_every=options.log_every, on_batch=lambda ev, e=epoch: hooks.on_batch(e, ev),
-            should_stop=should_stop,
+            should_stop=should_stop, after_step=average.update if average is not None else None,
         )  # fmt: skip
         elapsed += time.perf_counter() - t0
         partial, start_batch = None, 0
@@ -277,9 +287,9 @@ def fit(
             "seconds": elapsed, "images_per_s": stats.seen / elapsed if elapsed > 0 else math.nan,
         }  # fmt: skip
         if val is not None:
-            res = evaluate(model, val)
+            res = evaluate(scored, val)
             record["val_loss"], record["val_acc"] = res.loss, res.accuracy
-        res = evaluate(model, test)
+        res = evaluate(scored, test)
         record["test_loss"], record["test_acc"] = res.loss, res.accuracy
         history.append(record)
         is_best = record[best_by] > best_value
@@ -295,6 +305,10 @@ def fit(
         if should_stop() and epoch < recipe.epochs:
             return RunResult(history, out_dir, best_epoch, interrupted=True, interrupted_at=(epoch + 1, 0))
     return RunResult(history, out_dir, best_epoch)
+
+
+def _cpu(state: dict) -> dict:
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def dataset_for(ckpt: dict, data_dir: Optional[Path], download: bool, splits: tuple[str, ...]) -> Dataset:

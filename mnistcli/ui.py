@@ -106,6 +106,7 @@ class TrainDisplay(Hooks):
             + f", weight decay {r.weight_decay:g}, schedule {r.scheduler}"
             + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
             + (f", random shifts up to {r.augment} px" if r.augment else "")
+            + (f", weight average {r.ema:g}" if r.ema else "")
             + f", seed {r.seed}",
             soft_wrap=True,
         )

@@ -57,7 +57,7 @@ def test_report_recipe_is_one_flag(fixture_data, tmp_path):
 
 
 def _fit(data_dir, out, epochs, resume=None, stop=lambda: False, explicit=None, scheduler="onecycle"):
-    recipe = make_recipe(epochs=epochs, val_size=100, batch_size=20, augment=2, scheduler=scheduler)
+    recipe = make_recipe(epochs=epochs, val_size=100, batch_size=20, augment=2, ema=0.9, scheduler=scheduler)
     options = trainer.RunOptions(data_dir=data_dir, download=False, out_dir=out, device="cpu", resume=resume)
     return trainer.fit(recipe, options, should_stop=stop, explicit=explicit or {"epochs"})
 
