@@ -139,7 +139,10 @@ def train(
     ] = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     log_every: Annotated[int, typer.Option(help="Print a loss/accuracy row every N batches.")] = 300,
-    out_dir: Annotated[Path, typer.Option(help="Where checkpoints, history and curves go.")] = Path("checkpoints"),
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Where checkpoints, history and curves go. [default: ./checkpoints, or the resumed run's folder]", show_default=False),
+    ] = None,
     resume: Annotated[
         Optional[Path], typer.Option(help="Continue a run from its last.pt (or its folder).", show_default=False)
     ] = None,
@@ -162,13 +165,14 @@ def train(
     explicit = {k for k, v in overrides.items() if v is not None}
     run_recipe = make_recipe(recipe, **overrides)
     if resume is not None and recipe != "default":
-        raise MnistCliError("--recipe cannot be combined with --resume: the run keeps its own recipe")
+        raise OptionError("--recipe cannot be combined with --resume: the run keeps its own recipe")
     if resume is not None and resume.is_dir():
         resume = resume / "last.pt"
+    if out_dir is None:
+        out_dir = resume.parent if resume is not None else Path("checkpoints")
     options = trainer.RunOptions(
-        data_dir=data_dir, download=not no_download, out_dir=out_dir if resume is None or out_dir != Path("checkpoints") else resume.parent,
-        device=device, log_every=log_every, resume=resume,
-    )  # fmt: skip
+        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, log_every=log_every, resume=resume
+    )
     display = ui.TrainDisplay()
     with _StopFlag(display.notice) as stop:
         try:
@@ -184,13 +188,12 @@ def train(
         ui.warn(f"stopped in epoch {epoch} after batch {batch}; saved {result.out_dir / 'last.pt'}")
         ui.info(f"Resume with: mnistcli train --resume {result.out_dir / 'last.pt'}")
         raise typer.Exit(143 if stop.signal == signal.SIGTERM else 130)
-    if result.best_epoch is not None:
-        best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else None
-        if best:
-            ui.info(
-                f"Best epoch {best['epoch']}: val {ui.pct(best.get('val_acc'))}, test {ui.pct(best['test_acc'])} "
-                f"-> {result.out_dir / 'best.pt'}"
-            )
+    best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
+    if best is not None:
+        ui.info(
+            f"Best epoch {best['epoch']}: val {ui.pct(best.get('val_acc'))}, test {ui.pct(best['test_acc'])} "
+            f"-> {result.out_dir / 'best.pt'}"
+        )
 
 
 CheckpointOpt = Annotated[
