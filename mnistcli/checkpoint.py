@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mnistcli.errors import CheckpointError, MnistCliError
+from mnistcli.engine import place_model
 from mnistcli.models import create_model
 
 FORMAT_VERSION = 1
@@ -149,8 +150,7 @@ def build_model(ckpt: dict, path: Path | str = "checkpoint", device: Optional[to
         raise CheckpointError(
             f"{path}: weights do not fit model {ckpt['model']!r}: {' '.join(detail[1:3]).strip()[:300]}"
         ) from None
-    if device is not None:
-        model.to(device)
+    model = place_model(model, device if device is not None else "cpu")
     model.eval()
     return model
 

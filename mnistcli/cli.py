@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -171,8 +172,9 @@ def train(
     if out_dir is None:
         out_dir = resume.parent if resume is not None else Path("checkpoints")
     options = trainer.RunOptions(
-        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, log_every=log_every, resume=resume
-    )
+        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, log_every=log_every, resume=resume,
+        command=" ".join(["mnistcli", *sys.argv[1:]]),
+    )  # fmt: skip
     display = ui.TrainDisplay()
     with _StopFlag(display.notice) as stop:
         try:

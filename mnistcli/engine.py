@@ -12,7 +12,7 @@ from torch import nn
 from mnistcli.data import Split, iterate_batches, normalize, num_batches
 from mnistcli.errors import OptionError
 
-EVAL_BATCH_SIZE = 1000
+EVAL_BATCH_SIZE = 500  # measured fastest on a 2-core CPU (250-500 vs 1000-5000)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -28,6 +28,11 @@ def select_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise OptionError(f"unknown device {name!r}; choose from: auto, cpu, cuda, mps")
     return torch.device(name)
+
+
+def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """Move a model to `device` in channels-last layout (the layout data.normalize gives batches)."""
+    return model.to(device=device, memory_format=torch.channels_last)
 
 
 @dataclass

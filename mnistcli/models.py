@@ -95,11 +95,11 @@ def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     ]
 
 
-@register("cnn", "batch-norm CNN (default): conv 16-32-64 with batch norm, ReLU and pooling, linear 576->10")
+@register("cnn", "batch-norm CNN (default): conv 24-48-64 with batch norm, ReLU and pooling, linear 576->10")
 class BatchNormCNN(nn.Module):
     """Three conv + batch norm + pool stages; sized to train fast on a 2-core CPU."""
 
-    def __init__(self, channels: tuple[int, int, int] | list[int] = (16, 32, 64), dropout: float = 0.0):
+    def __init__(self, channels: tuple[int, int, int] | list[int] = (24, 48, 64), dropout: float = 0.0):
         super().__init__()
         c1, c2, c3 = channels
         self.features = nn.Sequential(

@@ -29,9 +29,9 @@ class Recipe:
     nesterov: bool = True
     weight_decay: float = 5e-4
     scheduler: str = "onecycle"
-    label_smoothing: float = 0.0
-    augment: int = 0  # max random shift in pixels; 0 = none
-    ema: float = 0.0  # decay of an average of the weights used for evaluation; 0 = none
+    label_smoothing: float = 0.1
+    augment: int = 2  # max random shift in pixels; 0 = none
+    ema: float = 0.999  # decay of an average of the weights used for evaluation; 0 = none
     val_size: int = 5000
     seed: int = 0
 

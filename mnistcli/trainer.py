@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from mnistcli import checkpoint
 from mnistcli.augment import random_shift
 from mnistcli.data import CLASSES, MEAN, STD, Dataset, load_mnist, num_batches
-from mnistcli.engine import BatchEvent, Stats, WeightAverage, evaluate, select_device, train_epoch
+from mnistcli.engine import BatchEvent, Stats, WeightAverage, evaluate, place_model, select_device, train_epoch
 from mnistcli.errors import CheckpointError, OptionError
 from mnistcli.models import count_parameters, create_model
 from mnistcli.recipes import Recipe, check, make_optimizer, make_scheduler
@@ -46,6 +46,7 @@ class RunOptions:
     device: str = "auto"
     log_every: int = 300
     resume: Optional[Path] = None
+    command: str = ""  # the command line that started the run, kept in its checkpoints
 
 
 @dataclass
@@ -183,7 +184,7 @@ def fit(
 
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
-    model = create_model(recipe.model).to(device)
+    model = place_model(create_model(recipe.model), device)
     optimizer = make_optimizer(recipe, model)
     steps = num_batches(len(train), recipe.batch_size)
     scheduler = make_scheduler(recipe, optimizer, steps)
@@ -244,7 +245,8 @@ def fit(
             "metrics": metrics,
             "history": list(history),
             "best_epoch": best_epoch,
-            "config": {"recipe": recipe.to_dict(), "data_dir": str(options.data_dir or ""), "device": str(device)},
+            "config": {"recipe": recipe.to_dict(), "data_dir": str(options.data_dir or ""), "device": str(device),
+                       "command": options.command},  # fmt: skip
             "normalization": {"mean": MEAN, "std": STD},
             "classes": list(CLASSES),
             "dataset": "mnist",

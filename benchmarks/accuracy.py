@@ -1,0 +1,51 @@
+"""Test accuracy of `mnistcli train` with every option at its default, over several seeds.
+
+Runs `mnistcli train --epochs N --seed S` for each seed (whole command timed) and prints
+the test accuracy of the last epoch and of best.pt (chosen by validation accuracy), and
+their medians.
+
+    python benchmarks/accuracy.py --epochs 20 --seeds 0 1 2 --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--extra", default="", help="more options for mnistcli train, as one string")
+    args = ap.parse_args()
+
+    rows = []
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "mnistcli", "train", "--epochs", str(args.epochs), "--seed", str(seed),
+                   "--data-dir", str(args.data_dir), "--no-download", "--out-dir", out, *args.extra.split()]  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            wall = time.perf_counter() - t0
+            history = json.loads((Path(out) / "history.json").read_text())
+        best = max(history, key=lambda h: (h["val_acc"] if h["val_acc"] is not None else h["test_acc"]))
+        rows.append((seed, wall, history[-1]["test_acc"], best["epoch"], best["test_acc"]))
+        print(f"seed {seed}: {wall:6.0f} s, last epoch test {100 * history[-1]['test_acc']:.2f}%, "
+              f"best.pt (epoch {best['epoch']}) test {100 * best['test_acc']:.2f}%", flush=True)  # fmt: skip
+    print(f"median over {len(rows)} seeds: {statistics.median(r[1] for r in rows):.0f} s, "
+          f"last epoch {100 * statistics.median(r[2] for r in rows):.2f}%, "
+          f"best.pt {100 * statistics.median(r[4] for r in rows):.2f}%")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
