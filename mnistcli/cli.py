@@ -139,6 +139,9 @@ def train(
         str, typer.Option(help="Preset recipe: 'default', or 'report' (its CNN, SGD lr 0.01 momentum 0.5, batch 128, all 60,000 images). Options given explicitly override it.")
     ] = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Training arithmetic: auto (bf16 autocast where the hardware has it natively), fp32 or bf16. Evaluation is always fp32.")
+    ] = "auto",
     log_every: Annotated[int, typer.Option(help="Print a loss/accuracy row every N batches.")] = 300,
     out_dir: Annotated[
         Optional[Path],
@@ -172,7 +175,8 @@ def train(
     if out_dir is None:
         out_dir = resume.parent if resume is not None else Path("checkpoints")
     options = trainer.RunOptions(
-        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, log_every=log_every, resume=resume,
+        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, precision=precision,
+        log_every=log_every, resume=resume,
         command=" ".join(["mnistcli", *sys.argv[1:]]),
     )  # fmt: skip
     display = ui.TrainDisplay()

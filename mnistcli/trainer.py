@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from mnistcli import checkpoint
 from mnistcli.augment import random_shift
 from mnistcli.data import CLASSES, MEAN, STD, Dataset, load_mnist, num_batches
-from mnistcli.engine import BatchEvent, Stats, WeightAverage, evaluate, place_model, select_device, train_epoch
+from mnistcli.engine import (
+    BatchEvent, Stats, WeightAverage, evaluate, place_model, resolve_precision, select_device, train_epoch,
+)  # fmt: skip
 from mnistcli.errors import CheckpointError, OptionError
 from mnistcli.models import count_parameters, create_model
 from mnistcli.recipes import Recipe, check, make_optimizer, make_scheduler
@@ -44,6 +46,7 @@ class RunOptions:
     download: bool = True
     out_dir: Path = Path("checkpoints")
     device: str = "auto"
+    precision: str = "auto"
     log_every: int = 300
     resume: Optional[Path] = None
     command: str = ""  # the command line that started the run, kept in its checkpoints
@@ -53,6 +56,7 @@ class RunOptions:
 class StartInfo:
     recipe: Recipe
     device: torch.device
+    precision: str
     parameters: int
     train_size: int
     val_size: int
@@ -164,6 +168,7 @@ def fit(
     """
     hooks = hooks or Hooks()
     device = select_device(options.device)
+    autocast = resolve_precision(options.precision, device)
     if options.log_every < 1:
         raise OptionError(f"--log-every must be at least 1, got {options.log_every}")
     ckpt = None
@@ -223,7 +228,7 @@ def fit(
     best_epoch = ckpt.get("best_epoch") if ckpt else None
     best_value = max((h[best_by] for h in history), default=-1.0)
     hooks.on_start(StartInfo(
-        recipe, device, count_parameters(model), len(train), len(val) if val else 0, len(test), steps,
+        recipe, device, "bf16 autocast" if autocast is not None else "fp32", count_parameters(model), len(train), len(val) if val else 0, len(test), steps,
         start_epoch, start_batch, best_by, data.source,
         resumed_from=str(options.resume) if options.resume else None, changed=changed,
     ))  # fmt: skip
@@ -246,6 +251,7 @@ def fit(
             "history": list(history),
             "best_epoch": best_epoch,
             "config": {"recipe": recipe.to_dict(), "data_dir": str(options.data_dir or ""), "device": str(device),
+                       "precision": "bf16" if autocast is not None else "fp32",
                        "command": options.command},  # fmt: skip
             "normalization": {"mean": MEAN, "std": STD},
             "classes": list(CLASSES),
@@ -273,7 +279,7 @@ def fit(
             model, train, optimizer, batch_size=recipe.batch_size, order=order, scheduler=scheduler,
             loss_fn=loss_fn, augment=augment, start_batch=start_batch, stats=stats,
             log_every=options.log_every, on_batch=lambda ev, e=epoch: hooks.on_batch(e, ev),
-            should_stop=should_stop, after_step=average.update if average is not None else None,
+            should_stop=should_stop, after_step=average.update if average is not None else None, autocast=autocast,
         )  # fmt: skip
         elapsed += time.perf_counter() - t0
         partial, start_batch = None, 0
