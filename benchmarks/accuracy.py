@@ -27,11 +27,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--extra", default="", help="more options for mnistcli train, as one string")
+    ap.add_argument("--keep", type=Path, default=None, help="keep each run in KEEP/seed-N instead of a temp folder")
     args = ap.parse_args()
 
     rows = []
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(args.keep / f"seed-{seed}") if args.keep else tmp
             cmd = [sys.executable, "-m", "mnistcli", "train", "--epochs", str(args.epochs), "--seed", str(seed),
                    "--data-dir", str(args.data_dir), "--no-download", "--out-dir", out, *args.extra.split()]  # fmt: skip
             t0 = time.perf_counter()

@@ -106,11 +106,14 @@ def make_optimizer(r: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # foreach: one multi-tensor kernel per update instead of a loop over the parameters.
     if r.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
+        return torch.optim.SGD(
+            groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, foreach=True
+        )
     if r.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=r.lr)
-    return torch.optim.AdamW(groups, lr=r.lr)
+        return torch.optim.Adam(groups, lr=r.lr, foreach=True)
+    return torch.optim.AdamW(groups, lr=r.lr, foreach=True)
 
 
 def make_scheduler(

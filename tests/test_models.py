@@ -34,3 +34,11 @@ def test_unknown_model_lists_the_known_ones():
 
 def test_model_args_are_passed():
     assert count_parameters(create_model("fc", hidden=[32])) == 784 * 32 + 32 + 32 * 10 + 10
+
+
+def test_report_cnn_computes_what_the_printed_order_computes():
+    torch.manual_seed(0)
+    m = create_model("report-cnn")
+    x = torch.randn(4, 1, 28, 28)
+    printed = m.fc(m.conv2(m.conv1(x)).flatten(1))  # conv -> ReLU -> pool, as the Sequentials list them
+    assert torch.allclose(m(x), printed, atol=1e-6)
