@@ -305,7 +305,9 @@ def fit(
             best_value, best_epoch = record[best_by], epoch
         metrics = {k: record[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")}
         data_ckpt = payload(epoch, metrics)
-        saved = [out_dir / f"epoch-{epoch:03d}.pt", out_dir / "last.pt"] + ([out_dir / "best.pt"] if is_best else [])
+        # last.pt goes last: a crash before it resumes from the previous epoch and redoes this one,
+        # so best.pt can never lag behind the history that last.pt carries.
+        saved = [out_dir / f"epoch-{epoch:03d}.pt"] + ([out_dir / "best.pt"] if is_best else []) + [out_dir / "last.pt"]
         for path in saved:
             checkpoint.save(data_ckpt, path)
         write_history(history, out_dir)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.style import Style
 from rich.color import Color
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from mnistcli.engine import BatchEvent
-from mnistcli.trainer import EpochEnd, Hooks, StartInfo
+if TYPE_CHECKING:  # torch is imported only by the commands that need it, so --help is quick
+    from mnistcli.engine import BatchEvent
+    from mnistcli.trainer import EpochEnd, StartInfo
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -63,8 +64,8 @@ def _log_table(show_header: bool) -> Table:
     return table
 
 
-class TrainDisplay(Hooks):
-    """Draws a run: a live bar per epoch on a terminal, plain log lines otherwise."""
+class TrainDisplay:
+    """Draws a run (the hooks of trainer.fit): a live bar per epoch on a terminal, plain log lines otherwise."""
 
     def __init__(self, out: Console = console):
         self.out = out

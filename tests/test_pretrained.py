@@ -1,0 +1,60 @@
+"""The pretrained checkpoint shipped inside the package."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import imagegen
+from conftest import REAL_MNIST, needs_real_mnist
+from mnistcli import checkpoint, data, engine, preprocess
+from mnistcli.cli import app
+
+
+def test_bundled_checkpoint_is_a_small_safe_file_with_its_record():
+    path = checkpoint.PRETRAINED
+    assert path.is_file(), path
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    ckpt = checkpoint.load(path)  # weights_only
+    assert ckpt["metrics"]["test_acc"] >= 0.996
+    assert ckpt["config"]["command"].startswith("mnistcli train")
+    assert ckpt["config"]["recipe"]["seed"] == 0 and 1 <= ckpt["epoch"] <= ckpt["config"]["recipe"]["epochs"]
+    model = checkpoint.build_model(ckpt, path)
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_predict_uses_the_bundled_model_when_there_is_no_local_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 13:16] = 255  # a "1"
+    from PIL import Image
+
+    Image.fromarray(digit).save(tmp_path / "one.png")
+    result = CliRunner().invoke(app, ["predict", "one.png", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["checkpoint"]["source"] == "bundled pretrained"
+    assert doc["predictions"][0]["digit"] == 1
+
+
+@needs_real_mnist
+def test_bundled_model_gets_a_batch_of_real_test_images_right():
+    test = data.load_mnist(REAL_MNIST, download_ok=False, val_size=0, splits=("test",)).test
+    model = checkpoint.build_model(checkpoint.load(checkpoint.PRETRAINED))
+    predicted = engine.predict(model, test.images[:200]).argmax(1)
+    assert torch.equal(predicted, test.labels[:200])
+
+
+@needs_real_mnist
+def test_bundled_model_reads_realistic_pictures(tmp_path):
+    """300 pictures (50 real test digits in each of six styles): at least 98% read right."""
+    test = data.load_mnist(REAL_MNIST, download_ok=False, val_size=0, splits=("test",)).test
+    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(123))[:50]
+    files = imagegen.write_set(tmp_path, test.images[idx].numpy(), test.labels[idx].numpy(), seed=123)
+    model = checkpoint.build_model(checkpoint.load(checkpoint.PRETRAINED))
+    inputs = torch.from_numpy(np.stack([preprocess.load_digit(p) for p, _, _ in files]))
+    predicted = engine.predict(model, inputs).argmax(1).tolist()
+    right = sum(p == label for p, (_, label, _) in zip(predicted, files))
+    assert right / len(files) >= 0.98, f"{right}/{len(files)}"
