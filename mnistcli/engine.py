@@ -150,9 +150,8 @@ def train_epoch(
             scheduler.step()
         if after_step is not None:
             after_step()
-        with torch.no_grad():
-            pending_loss += loss.detach() * y.shape[0]
-            pending_correct += (logits.argmax(1) == y).sum()
+        pending_loss.add_(loss.detach(), alpha=y.shape[0])
+        pending_correct.add_((logits.detach().argmax(1) == y).sum())
         pending_seen += y.shape[0]
         done += 1
         at_log = done % log_every == 0
