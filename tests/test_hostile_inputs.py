@@ -1,0 +1,212 @@
+"""Whatever image or data file a user has at hand: each works or fails with its own clear line."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import idx_bytes, render_digits
+from mnistcli import data, preprocess
+from mnistcli.cli import app
+from mnistcli.errors import DataError, ImageError
+
+DIGIT = render_digits(1, seed=4)[0][0]  # a "0", light on black, 28x28
+
+
+def big_digit(mode: str = "L", size: int = 140) -> Image.Image:
+    """The test digit, dark on white, larger than 28 px."""
+    return Image.fromarray(255 - DIGIT).resize((size, size), Image.BICUBIC).convert(mode)
+
+
+def png_bytes(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels."""
+    raw = png_bytes(Image.new("L", (8, 8)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    patched = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return raw[:8] + patched + raw[8 + 25 :]
+
+
+def _works(path) -> np.ndarray:
+    out = preprocess.load_digit(path)
+    assert out.shape == (28, 28) and out.dtype == np.uint8 and out.max() > 0
+    return out
+
+
+def test_formats_and_modes_people_have_all_work(tmp_path):
+    reference = _works_from(tmp_path, "ref.png", png_bytes(big_digit()))
+    cases = {
+        "16bit.png": png_bytes(Image.fromarray((np.asarray(big_digit(), np.uint16) * 257)).convert("I;16")),
+        "cmyk.jpg": _jpeg(big_digit("RGB").convert("CMYK")),
+        "palette-transparent.png": _palette_with_transparency(),
+        "animated.gif": _animated_gif(),
+        "grey-alpha.png": png_bytes(big_digit("LA")),
+        "bilevel.bmp": _bmp(big_digit().point(lambda v: 255 if v > 128 else 0).convert("1")),
+        "photo.webp": _webp(big_digit("RGB")),
+        "scan.tiff": _tiff(big_digit()),
+    }
+    for name, content in cases.items():
+        out = _works_from(tmp_path, name, content).astype(float)
+        assert np.corrcoef(out.ravel(), reference.astype(float).ravel())[0, 1] > 0.8, name
+
+
+def _works_from(tmp_path, name, content: bytes) -> np.ndarray:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return _works(path)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _bmp(image):
+    buf = io.BytesIO()
+    image.save(buf, "BMP")
+    return buf.getvalue()
+
+
+def _webp(image):
+    buf = io.BytesIO()
+    image.save(buf, "WEBP", quality=95)
+    return buf.getvalue()
+
+
+def _tiff(image):
+    buf = io.BytesIO()
+    image.save(buf, "TIFF")
+    return buf.getvalue()
+
+
+def _palette_with_transparency() -> bytes:
+    # Dark strokes on a fully transparent palette background.
+    rgba = np.zeros((140, 140, 4), np.uint8)
+    ink = np.asarray(Image.fromarray(DIGIT).resize((140, 140), Image.BICUBIC)) > 100
+    rgba[ink] = (20, 20, 120, 255)
+    p = Image.fromarray(rgba, "RGBA").convert("P", palette=Image.ADAPTIVE, colors=4)
+    p.info["transparency"] = int(np.asarray(p)[0, 0])
+    return png_bytes(p, transparency=p.info["transparency"])
+
+
+def _animated_gif() -> bytes:
+    frames = [big_digit("L"), Image.new("L", (140, 140), 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("truncated.png", png_bytes(big_digit())[:300], "truncated or corrupt image"),
+        ("truncated.jpg", _jpeg(big_digit("RGB"))[:400], "truncated or corrupt image"),
+        ("bomb.png", bomb_png(50_000, 50_000), "image too large"),
+        ("tiny.png", png_bytes(Image.new("L", (1, 1), 0)), "too small to hold a digit"),
+        ("blank.png", png_bytes(Image.new("RGB", (200, 150), (250, 250, 250))), "no digit found"),
+        ("empty.png", b"", "not an image"),
+        ("text.png", b"hello, world\n" * 20, "not an image"),
+    ],
+)
+def test_broken_images_give_their_own_clear_error(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as err:
+        preprocess.load_digit(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_predict_keeps_going_past_every_broken_file(tmp_path, trained_run):
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(big_digit()))
+    bad = {"bomb.png": bomb_png(50_000, 50_000), "empty.jpg": b"", "cut.png": png_bytes(big_digit())[:200]}
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "-c", str(trained_run / "best.pt")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "good.png" in result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(name in result.stderr for name in bad)
+
+
+MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    width=st.integers(1, 300),
+    height=st.integers(1, 300),
+    mode=st.sampled_from(MODES),
+    kind=st.sampled_from(["noise", "constant", "blob", "stripes"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_preprocessing_never_crashes(width, height, mode, kind, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        a = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    elif kind == "constant":
+        a = np.full((height, width), int(rng.integers(0, 256)), np.uint8)
+    elif kind == "blob":
+        a = np.full((height, width), 240, np.uint8)
+        y, x = int(rng.integers(0, height)), int(rng.integers(0, width))
+        a[y : y + max(1, height // 3), x : x + max(1, width // 5)] = 10
+    else:
+        a = ((np.arange(width)[None, :] // max(1, int(rng.integers(1, 20)))) % 2 * 255).astype(np.uint8)
+        a = np.repeat(a, height, 0)
+    image = Image.fromarray(a).convert(mode)
+    try:
+        out = preprocess.to_mnist(image)
+    except ImageError as exc:
+        assert "no digit" in str(exc) or "too small" in str(exc)
+        return
+    assert out.shape == (28, 28) and out.dtype == np.uint8 and np.isfinite(out).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_idx_parser_never_crashes_on_random_bytes(raw):
+    try:
+        out = data.parse_idx(raw, "fuzz")
+    except DataError as exc:
+        assert str(exc).startswith("fuzz: ")
+        return
+    assert out.size * out.dtype.itemsize <= len(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cut=st.integers(0, 800),
+    flip=st.tuples(st.integers(0, 799), st.integers(0, 255)),
+    gz=st.booleans(),
+)
+def test_damaged_idx_files_are_named_or_read(tmp_path_factory, cut, flip, gz):
+    raw = bytearray(idx_bytes(np.arange(2 * 28 * 28, dtype=np.uint16).reshape(2, 28, 28).astype(np.uint8)))
+    raw[flip[0] % len(raw)] = flip[1]
+    raw = bytes(raw[: len(raw) - cut])
+    if gz:
+        raw = gzip.compress(raw)
+        raw = raw[: len(raw) // 2] if cut % 2 else raw
+    path = tmp_path_factory.mktemp("idx") / "t10k-images-idx3-ubyte"
+    path.write_bytes(raw)
+    try:
+        out = data.read_idx(path)
+    except DataError as exc:
+        assert str(path) in str(exc)
+        return
+    assert isinstance(out, np.ndarray)
