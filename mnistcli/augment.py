@@ -5,18 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mnistcli.data import MEAN, STD
-
-BACKGROUND = -MEAN / STD  # a blank pixel after normalisation
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image of a batch (B, 1, H, W) by its own random -max..max pixels in x and y."""
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, background: float) -> torch.Tensor:
+    """Shift each image of a batch (B, 1, H, W) by its own random -max..max pixels in x and y;
+    `background` is the value of a blank pixel after normalisation (-mean / std)."""
     if max_shift <= 0:
         return x
     b, _, h, w = x.shape
     s = max_shift
-    padded = F.pad(x, (s, s, s, s), value=BACKGROUND)  # (B, 1, H+2s, W+2s)
+    padded = F.pad(x, (s, s, s, s), value=background)  # (B, 1, H+2s, W+2s)
     shifts = torch.randint(0, 2 * s + 1, (2, b), generator=generator).to(x.device)
     rows = shifts[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = shifts[1, :, None] + torch.arange(w, device=x.device)  # (B, W)

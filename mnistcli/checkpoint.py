@@ -7,6 +7,7 @@ A checkpoint is a dict of plain Python values and tensors (see FORMAT below), so
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import replace
 import os
 import pickle
 import re
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from mnistcli.errors import CheckpointError, MnistCliError
+from mnistcli.data import DATASETS, DatasetSpec
 from mnistcli.engine import place_model
 from mnistcli.models import create_model
 
@@ -176,6 +178,13 @@ def bare_state_dict_checkpoint(state_dict: dict, model_name: str) -> dict:
         "classes": [str(d) for d in range(10)],
         "dataset": "mnist",
     }
+
+
+def dataset_of(ckpt: dict) -> DatasetSpec:
+    """The dataset a checkpoint was trained on (MNIST for bare state dicts), with its stored normalisation."""
+    spec = DATASETS.get(ckpt.get("dataset") or "mnist", DATASETS["mnist"])
+    norm = ckpt.get("normalization") or {}
+    return replace(spec, mean=float(norm.get("mean", spec.mean)), std=float(norm.get("std", spec.std)))
 
 
 def class_names(ckpt: dict) -> list[str]:

@@ -121,6 +121,9 @@ def train(
     model: Annotated[
         Optional[str], typer.Option(help="Network to train (see --list-models). [default: cnn]", show_default=False)
     ] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option(help="mnist, fashion-mnist, kmnist or emnist-digits. [default: mnist]", show_default=False)
+    ] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per batch. [default: 128]", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (the peak of the schedule).", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.", show_default=False)] = None,
@@ -162,7 +165,7 @@ def train(
         _print_models()
         return
     overrides = dict(
-        model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
         augment=augment, ema=ema, val_size=val_size, seed=seed,
     )  # fmt: skip
@@ -317,20 +320,21 @@ def predict(
     dev = engine.select_device(device)
     net, ck, path, why = checkpoint.load_model(checkpoint_path, dev, model)
     classes = checkpoint.class_names(ck)
+    spec = checkpoint.dataset_of(ck)
     files = preprocess.expand_inputs(images)
     if not files:
         raise MnistCliError("no image files found in " + ", ".join(str(p) for p in images))
     inputs, ok_files, failures = [], [], []
     for f in files:
         try:
-            inputs.append(preprocess.load_digit(f, raw=raw))
+            inputs.append(preprocess.load_digit(f, raw=raw, object_size=spec.object_size))
             ok_files.append(f)
         except MnistCliError as exc:
             failures.append({"file": str(f), "error": str(exc)})
     rows = []
     if inputs:
         batch = torch.from_numpy(np.stack(inputs))
-        probs = engine.predict(net, batch)
+        probs = engine.predict(net, batch, mean=spec.mean, std=spec.std)
         k = min(top_k, probs.shape[1])
         top_p, top_i = probs.topk(k, dim=1)
         for f, p, i in zip(ok_files, top_p.tolist(), top_i.tolist()):
@@ -370,6 +374,7 @@ def show_samples(
         Optional[Path], typer.Option("--checkpoint", "-c", help="Title each image with truth and this checkpoint's prediction; mistakes in red.", show_default=False)
     ] = None,
     errors_only: Annotated[bool, typer.Option("--errors-only", help="Only the images the checkpoint gets wrong.")] = False,
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, kmnist or emnist-digits (with --checkpoint: its own).")] = "mnist",
     device: DeviceOpt = "auto",
     data_dir: DataDir = None,
     no_download: NoDownload = False,
@@ -391,12 +396,13 @@ def show_samples(
         ds = trainer.dataset_for(ck, data_dir, not no_download, ("train", "test"))
     else:
         # Without a checkpoint, "train" is all 60,000 training images and "val" the default held-out part.
-        ds = data.load_mnist(data_dir, download_ok=not no_download, val_size=data.DEFAULT_VAL_SIZE if split == "val" else 0,
-                             splits=("train", "test") if split != "test" else ("test",))  # fmt: skip
+        ds = data.load_dataset(dataset, data_dir, download_ok=not no_download,
+                               val_size=data.DEFAULT_VAL_SIZE if split == "val" else 0,
+                               splits=("train", "test") if split != "test" else ("test",))  # fmt: skip
     classes = ds.classes
     chosen = ds.split(split)
     labels = chosen.labels
-    predicted = engine.predict(net, chosen.images).argmax(1) if net is not None else None
+    predicted = engine.predict(net, chosen.images, mean=chosen.mean, std=chosen.std).argmax(1) if net is not None else None
     pool = torch.arange(len(labels))
     if errors_only:
         pool = torch.nonzero(predicted != labels).flatten()
@@ -423,7 +429,7 @@ def show_samples(
     if len(picks):
         what = "mistakes" if errors_only else "samples"
         plots.image_grid([chosen.images[i].numpy() for i in picks.tolist()], output, titles, colors, ncols=ncols,
-                         suptitle=f"MNIST {split} {what}" + (f" (model {ck['model']}: true -> predicted)" if ck else ""))  # fmt: skip
+                         suptitle=f"{ds.spec.title} {split} {what}" + (f" (model {ck['model']}: true -> predicted)" if ck else ""))  # fmt: skip
         ui.info(f"Saved {len(picks)} images to {output}")
     counts = torch.bincount(labels.cpu(), minlength=len(classes)).tolist()
     ui.console.print(ui.distribution_table(counts, classes, split))

@@ -11,16 +11,16 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
 
-from mnistcli.errors import DataError
+from mnistcli.errors import DataError, OptionError
 
-MEAN = 0.1307
+MEAN = 0.1307  # MNIST's; each dataset has its own (DatasetSpec)
 STD = 0.3081
 CLASSES = [str(d) for d in range(10)]
 DEFAULT_VAL_SIZE = 5000
@@ -43,6 +43,59 @@ _IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An MNIST-style dataset: four IDX files of 28x28 grey images and labels 0-9."""
+
+    name: str  # as given to --dataset
+    title: str
+    folder: str  # torchvision's folder for it under the data dir (FOLDER/raw/)
+    files: dict[str, tuple[str, str]]  # split -> (images, labels) file names without .gz
+    mean: float
+    std: float
+    classes: tuple[str, ...]
+    torchvision_class: str
+    torchvision_args: tuple[tuple[str, str], ...] = ()
+    transpose: bool = False  # EMNIST stores its images column by column
+    system_dirs: tuple[str, ...] = ()  # where an OS package puts it
+    object_size: int = 20  # longer side of the object in the 28x28 field (20 for handwriting)
+
+    def raw_files(self) -> list[str]:
+        return [name for pair in self.files.values() for name in pair]
+
+
+_DIGITS = tuple(str(d) for d in range(10))
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("mnist", "MNIST", "MNIST", RAW_FILES, MEAN, STD, _DIGITS, "MNIST"),
+        DatasetSpec(
+            "fashion-mnist", "Fashion-MNIST", "FashionMNIST", RAW_FILES, 0.2860, 0.3530,
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+            "FashionMNIST", system_dirs=("/usr/share/datasets/fashion-mnist",), object_size=28,
+        ),
+        DatasetSpec(
+            "kmnist", "Kuzushiji-MNIST", "KMNIST", RAW_FILES, 0.1918, 0.3483,
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), "KMNIST",
+        ),
+        DatasetSpec(
+            "emnist-digits", "EMNIST Digits", "EMNIST",
+            {split: (f"emnist-digits-{split}-images-idx3-ubyte", f"emnist-digits-{split}-labels-idx1-ubyte")
+             for split in ("train", "test")},
+            0.1733, 0.3317, _DIGITS, "EMNIST", torchvision_args=(("split", "digits"),), transpose=True,
+        ),
+    )
+}  # fmt: skip
+MNIST_SPEC = DATASETS["mnist"]
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise OptionError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}") from None
 
 
 def default_data_dir() -> Path:
@@ -92,39 +145,40 @@ def _candidates(base: str) -> list[str]:
     return [base, base + ".gz", dotted, dotted + ".gz"]
 
 
-def find_raw_files(root: Path) -> Optional[dict[str, Path]]:
-    """The four IDX files under `root`, flat or in torchvision's `MNIST/raw/` layout; None if incomplete."""
-    for folder in (root, root / "MNIST" / "raw", root / "raw", root / "MNIST"):
+def find_raw_files(root: Path, spec: DatasetSpec = MNIST_SPEC) -> Optional[dict[str, Path]]:
+    """The four IDX files under `root`, flat or in torchvision's `FOLDER/raw/` layout; None if incomplete."""
+    for folder in (root, root / spec.folder / "raw", root / "raw", root / spec.folder):
         found = {}
-        for base in ALL_FILES:
+        for base in spec.raw_files():
             for name in _candidates(base):
                 if (folder / name).is_file():
                     found[base] = folder / name
                     break
-        if len(found) == len(ALL_FILES):
+        if len(found) == len(spec.raw_files()):
             return found
     return None
 
 
-def missing_data_message(root: Path) -> str:
+def missing_data_message(root: Path, spec: DatasetSpec = MNIST_SPEC) -> str:
     return (
-        f"MNIST not found in {root} and it could not be downloaded. Put the four files "
-        f"{', '.join(f + '.gz' for f in ALL_FILES)} (gzipped or not) in {root} or {root / 'MNIST' / 'raw'}, "
-        "or pass --data-dir to a folder that has them."
+        f"{spec.title} not found in {root} and it could not be downloaded. Put the four files "
+        f"{', '.join(f + '.gz' for f in spec.raw_files())} (gzipped or not) in {root} or "
+        f"{root / spec.folder / 'raw'}, or pass --data-dir to a folder that has them."
     )
 
 
-def download(root: Path) -> None:
-    """Fetch MNIST with torchvision into `root/MNIST/raw`; any failure becomes one clear DataError."""
-    from torchvision.datasets import MNIST  # imported here: torchvision is slow to import
+def download(root: Path, spec: DatasetSpec = MNIST_SPEC) -> None:
+    """Fetch a dataset with torchvision into `root/FOLDER/raw`; any failure becomes one clear DataError."""
+    import torchvision.datasets  # imported here: torchvision is slow to import
 
     try:
         root.mkdir(parents=True, exist_ok=True)
+        cls = getattr(torchvision.datasets, spec.torchvision_class)
         for train in (True, False):
-            MNIST(str(root), train=train, download=True)
+            cls(str(root), train=train, download=True, **dict(spec.torchvision_args))
     except Exception as exc:  # network errors come in many types (URLError, RuntimeError, OSError)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{missing_data_message(root)} (download failed: {reason})") from None
+        raise DataError(f"{missing_data_message(root, spec)} (download failed: {reason})") from None
 
 
 @dataclass
@@ -134,15 +188,17 @@ class Split:
     name: str
     images: torch.Tensor
     labels: torch.Tensor
+    mean: float = MEAN  # the dataset's normalisation
+    std: float = STD
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.name, self.images.to(device), self.labels.to(device))
+        return Split(self.name, self.images.to(device), self.labels.to(device), self.mean, self.std)
 
     def subset(self, index: torch.Tensor, name: Optional[str] = None) -> "Split":
-        return Split(name or self.name, self.images[index], self.labels[index])
+        return Split(name or self.name, self.images[index], self.labels[index], self.mean, self.std)
 
 
 @dataclass
@@ -153,7 +209,11 @@ class Dataset:
     test: Split
     val: Optional[Split] = None
     source: str = ""
-    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    spec: DatasetSpec = MNIST_SPEC
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.spec.classes)
 
     def split(self, name: str) -> Split:
         if name == "val" and self.val is None:
@@ -161,16 +221,19 @@ class Dataset:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-def _load_split(name: str, images_path: Path, labels_path: Path) -> Split:
+def _load_split(name: str, images_path: Path, labels_path: Path, spec: DatasetSpec = MNIST_SPEC) -> Split:
     images = read_idx(images_path)
     labels = read_idx(labels_path)
+    if spec.transpose and images.ndim == 3:
+        images = images.transpose(0, 2, 1)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataError(f"{images_path}: expected uint8 images of 28x28, got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(f"{labels_path}: {labels.shape[0] if labels.ndim else 0} labels for {images.shape[0]} images")
-    if labels.size and int(labels.max()) >= len(CLASSES):
-        raise DataError(f"{labels_path}: label {int(labels.max())} is out of range 0-9")
-    return Split(name, torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    if labels.size and int(labels.max()) >= len(spec.classes):
+        raise DataError(f"{labels_path}: label {int(labels.max())} is out of range 0-{len(spec.classes) - 1}")
+    return Split(name, torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)),
+                 spec.mean, spec.std)  # fmt: skip
 
 
 def validation_indices(n: int, val_size: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,42 +244,52 @@ def validation_indices(n: int, val_size: int, seed: int = SPLIT_SEED) -> tuple[t
     return order[val_size:].sort().values, order[:val_size].sort().values
 
 
-def load_mnist(
+def load_dataset(
+    name: str = "mnist",
     data_dir: Optional[Path] = None,
     *,
     download_ok: bool = True,
     val_size: int = DEFAULT_VAL_SIZE,
     splits: tuple[str, ...] = ("train", "test"),
 ) -> Dataset:
-    """Read MNIST from `data_dir` (downloading it there first when needed and allowed)."""
+    """Read a dataset from `data_dir` (or where an OS package put it), downloading it first
+    into `data_dir` when it is missing and that is allowed."""
+    spec = dataset_spec(name)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    files = find_raw_files(root)
+    files = find_raw_files(root, spec)
+    for system_dir in spec.system_dirs:
+        files = files or find_raw_files(Path(system_dir), spec)
     if files is None:
         if not download_ok:
-            raise DataError(missing_data_message(root) + " (download disabled by --no-download)")
-        download(root)
-        files = find_raw_files(root)
+            raise DataError(missing_data_message(root, spec) + " (download disabled by --no-download)")
+        download(root, spec)
+        files = find_raw_files(root, spec)
         if files is None:
-            raise DataError(missing_data_message(root))
+            raise DataError(missing_data_message(root, spec))
     loaded = {}
-    for name in set(splits) | {"test"}:
-        img_name, lbl_name = RAW_FILES[name]
-        loaded[name] = _load_split(name, files[img_name], files[lbl_name])
+    for split in set(splits) | {"test"}:
+        img_name, lbl_name = spec.files[split]
+        loaded[split] = _load_split(split, files[img_name], files[lbl_name], spec)
     test = loaded["test"]
-    train = loaded.get("train", Split("train", test.images[:0], test.labels[:0]))
+    train = loaded.get("train", test.subset(torch.arange(0), "train"))
     val = None
     if "train" in loaded and val_size > 0:
         train_idx, val_idx = validation_indices(len(train), val_size)
         train, val = train.subset(train_idx, "train"), train.subset(val_idx, "val")
-    return Dataset(train=train, test=test, val=val, source=str(files[RAW_FILES["test"][0]].parent))
+    return Dataset(train=train, test=test, val=val, source=str(files[spec.files["test"][0]].parent), spec=spec)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def load_mnist(data_dir: Optional[Path] = None, **kwargs) -> Dataset:
+    """MNIST itself (see load_dataset)."""
+    return load_dataset("mnist", data_dir, **kwargs)
+
+
+def normalize(images: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
     """uint8 (B, 28, 28) -> float (B, 1, 28, 28), scaled to [0, 1] then standardised."""
     x = images.unsqueeze(1).to(torch.float32)
     # (x / 255 - MEAN) / STD folded into one multiply-add. Channels-last, as the models are
     # (engine.place_model): measured 1.4x faster convolutions on a 2-core CPU.
-    return x.mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD).contiguous(memory_format=torch.channels_last)
+    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std).contiguous(memory_format=torch.channels_last)
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -237,4 +310,4 @@ def iterate_batches(
         # gather per batch.
         images, labels = images[order], labels[order]
     for lo in range(start * batch_size, len(split), batch_size):
-        yield normalize(images[lo : lo + batch_size]), labels[lo : lo + batch_size]
+        yield normalize(images[lo : lo + batch_size], split.mean, split.std), labels[lo : lo + batch_size]

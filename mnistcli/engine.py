@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistcli.data import Split, iterate_batches, normalize, num_batches
+from mnistcli.data import MEAN, STD, Split, iterate_batches, normalize, num_batches
 from mnistcli.errors import OptionError
 
 EVAL_BATCH_SIZE = 500  # measured fastest on a 2-core CPU (250-500 vs 1000-5000)
@@ -208,12 +208,14 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH_SIZE) 
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28)."""
+def predict(
+    model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE, mean: float = MEAN, std: float = STD
+) -> torch.Tensor:
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28), normalised with the dataset's mean and std."""
     model.eval()
     device = next(model.parameters()).device
     out = [
-        model(normalize(images[i : i + batch_size].to(device))).float().softmax(1).cpu()
+        model(normalize(images[i : i + batch_size].to(device), mean, std)).float().softmax(1).cpu()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out) if out else torch.zeros(0, 10)

@@ -127,8 +127,12 @@ def _background(ink: np.ndarray) -> np.ndarray:
     return np.minimum(bg, np.median(ink))
 
 
-def to_mnist(image: Image.Image) -> np.ndarray:
-    """The whole pipeline on an opened image -> uint8 (28, 28), light digit on black."""
+def to_mnist(image: Image.Image, object_size: int = DIGIT_SIZE) -> np.ndarray:
+    """The whole pipeline on an opened image -> uint8 (28, 28), light digit on black.
+
+    `object_size` is the longer side the object gets in the 28x28 field: 20 for handwriting
+    (whose strokes are also thinned when much bolder than MNIST's), 28 for Fashion-MNIST.
+    """
     grey = to_grey(image)
     h, w = grey.shape
     if min(h, w) < 3:
@@ -163,12 +167,13 @@ def to_mnist(image: Image.Image) -> np.ndarray:
 
     rows, cols = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
     extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    ink = _thin_bold_strokes(ink, keep, extent)
+    if object_size == DIGIT_SIZE:
+        ink = _thin_bold_strokes(ink, keep, extent)
     rows, cols = np.flatnonzero(ink.max(1) > 0.25), np.flatnonzero(ink.max(0) > 0.25)
     if not len(rows):
         raise ImageError("no digit found")
     crop = ink[max(0, rows[0] - 1) : rows[-1] + 2, max(0, cols[0] - 1) : cols[-1] + 2]
-    return _place(crop)
+    return _place(crop, object_size)
 
 
 def _thin_bold_strokes(ink: np.ndarray, mask: np.ndarray, extent: int) -> np.ndarray:
@@ -193,10 +198,10 @@ def _thin_bold_strokes(ink: np.ndarray, mask: np.ndarray, extent: int) -> np.nda
     return (-F.max_pool2d(-t, k, stride=1, padding=k // 2))[0, 0].numpy()
 
 
-def _place(crop: np.ndarray) -> np.ndarray:
-    """Scale the longer side to 20 px (aspect kept), then centre the mass in a 28x28 field."""
+def _place(crop: np.ndarray, object_size: int = DIGIT_SIZE) -> np.ndarray:
+    """Scale the longer side to `object_size` px (aspect kept), then centre the mass in a 28x28 field."""
     ch, cw = crop.shape
-    scale = DIGIT_SIZE / max(ch, cw)
+    scale = object_size / max(ch, cw)
     nw, nh = max(1, round(cw * scale)), max(1, round(ch * scale))
     digit = np.clip(_resize(crop, (nw, nh)), 0.0, None)
     if digit.max() > 0:
@@ -221,11 +226,11 @@ def raw_input(image: Image.Image) -> np.ndarray:
     return np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8)
 
 
-def load_digit(path: Path, raw: bool = False) -> np.ndarray:
+def load_digit(path: Path, raw: bool = False, object_size: int = DIGIT_SIZE) -> np.ndarray:
     """Read `path` and make the 28x28 uint8 input the network sees; ImageError names the file."""
     image = open_image(path)
     try:
-        return raw_input(image) if raw else to_mnist(image)
+        return raw_input(image) if raw else to_mnist(image, object_size)
     except ImageError as exc:
         if str(exc).startswith(str(path)):
             raise

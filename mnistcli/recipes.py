@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from mnistcli.data import dataset_spec
 from mnistcli.errors import OptionError
 from mnistcli.models import DEFAULT_MODEL, model_spec
 
@@ -21,6 +22,7 @@ class Recipe:
     """Everything that decides what a run learns (not where it writes or how it prints)."""
 
     model: str = DEFAULT_MODEL
+    dataset: str = "mnist"
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -77,6 +79,7 @@ def make_recipe(preset: str = "default", **overrides: Any) -> Recipe:
 def check(r: Recipe) -> None:
     """Refuse impossible values before any work, saying what is allowed."""
     model_spec(r.model)
+    dataset_spec(r.dataset)
     if r.epochs < 1:
         raise OptionError(f"--epochs must be at least 1, got {r.epochs}")
     if r.batch_size < 1:

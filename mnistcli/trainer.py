@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mnistcli import checkpoint
 from mnistcli.augment import random_shift
-from mnistcli.data import CLASSES, MEAN, STD, Dataset, load_mnist, num_batches
+from mnistcli.data import Dataset, load_dataset, num_batches
 from mnistcli.engine import (
     BatchEvent, Stats, WeightAverage, evaluate, place_model, resolve_precision, select_device, train_epoch,
 )  # fmt: skip
@@ -182,7 +182,7 @@ def fit(
     out_dir = Path(options.out_dir)
     check_writable(out_dir)
 
-    data = load_mnist(options.data_dir, download_ok=options.download, val_size=recipe.val_size)
+    data = load_dataset(recipe.dataset, options.data_dir, download_ok=options.download, val_size=recipe.val_size)
     if len(data.train) == 0:
         raise OptionError("the training split is empty")
     train, val, test = data.train.to(device), data.val.to(device) if data.val else None, data.test.to(device)
@@ -234,7 +234,8 @@ def fit(
     ))  # fmt: skip
 
     loss_fn = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)  # noqa: E731
-    augment = (lambda x: random_shift(x, recipe.augment, generator)) if recipe.augment else None
+    blank = -data.spec.mean / data.spec.std
+    augment = (lambda x: random_shift(x, recipe.augment, generator, blank)) if recipe.augment else None
 
     def payload(epoch: int, metrics: dict, partial_state: Optional[dict] = None) -> dict:
         return {
@@ -253,9 +254,9 @@ def fit(
             "config": {"recipe": recipe.to_dict(), "data_dir": str(options.data_dir or ""), "device": str(device),
                        "precision": "bf16" if autocast is not None else "fp32",
                        "command": options.command},  # fmt: skip
-            "normalization": {"mean": MEAN, "std": STD},
-            "classes": list(CLASSES),
-            "dataset": "mnist",
+            "normalization": {"mean": data.spec.mean, "std": data.spec.std},
+            "classes": data.classes,
+            "dataset": data.spec.name,
             "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
             "partial": partial_state,
             "torch_version": str(torch.__version__),
@@ -324,4 +325,5 @@ def _cpu(state: dict) -> dict:
 def dataset_for(ckpt: dict, data_dir: Optional[Path], download: bool, splits: tuple[str, ...]) -> Dataset:
     """The dataset a checkpoint was trained on, with the same validation split."""
     recipe = Recipe.from_dict((ckpt.get("config") or {}).get("recipe") or {})
-    return load_mnist(data_dir, download_ok=download, val_size=recipe.val_size, splits=splits)
+    name = ckpt.get("dataset") or recipe.dataset
+    return load_dataset(name, data_dir, download_ok=download, val_size=recipe.val_size, splits=splits)

@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from mnistcli.data import RAW_FILES
+from mnistcli.data import DATASETS
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_real_fashion = pytest.mark.skipif(
+    not FASHION.is_dir(), reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION})"
+)
 needs_real_mnist = pytest.mark.skipif(
     not (REAL_MNIST / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file(),
     reason=f"real MNIST not found at {REAL_MNIST}",
@@ -49,13 +53,19 @@ def render_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_dataset(root: Path, n_train: int = 600, n_test: int = 200, gz: bool = True, layout: str = "torchvision") -> Path:
-    """Write the four IDX files under `root` (in MNIST/raw/ or flat); returns `root`."""
-    folder = root / "MNIST" / "raw" if layout == "torchvision" else root
+def write_dataset(
+    root: Path, n_train: int = 600, n_test: int = 200, gz: bool = True, layout: str = "torchvision",
+    dataset: str = "mnist",
+) -> Path:  # fmt: skip
+    """Write the four IDX files of `dataset` under `root` (in FOLDER/raw/ or flat); returns `root`."""
+    spec = DATASETS[dataset]
+    folder = root / spec.folder / "raw" if layout == "torchvision" else root
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         images, labels = render_digits(n, seed)
-        img_name, lbl_name = RAW_FILES[split]
+        if spec.transpose:
+            images = images.transpose(0, 2, 1)  # stored column by column, as EMNIST is
+        img_name, lbl_name = spec.files[split]
         write_idx(folder / img_name, images, gz)
         write_idx(folder / lbl_name, labels, gz)
     return root
