@@ -114,6 +114,32 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class _NoStop:
+    signal = None
+
+    def __enter__(self) -> "_NoStop":
+        return self
+
+    def __call__(self) -> bool:
+        return False
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv less `name VALUE` / `name=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
 @app.command()
 @handles_errors
 def train(
@@ -155,6 +181,9 @@ def train(
     ] = None,
     data_dir: DataDir = None,
     no_download: NoDownload = False,
+    nproc: Annotated[
+        int, typer.Option(help="Train with N processes (torch.distributed, gloo on CPU, nccl on CUDA); launches torchrun.")
+    ] = 1,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the models and exit.")] = False,
 ) -> None:
     """Train a network; checkpoints every epoch, history and curves into --out-dir."""
@@ -164,6 +193,13 @@ def train(
     if list_models:
         _print_models()
         return
+    if nproc < 1:
+        raise OptionError(f"--nproc must be at least 1, got {nproc}")
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if nproc > 1 and not under_torchrun:
+        from mnistcli import distributed
+
+        raise typer.Exit(distributed.launch(nproc, _without_option(sys.argv[1:], "--nproc")))
     overrides = dict(
         model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
@@ -183,7 +219,9 @@ def train(
         command=" ".join(["mnistcli", *sys.argv[1:]]),
     )  # fmt: skip
     display = ui.TrainDisplay()
-    with _StopFlag(display.notice) as stop:
+    # Under torchrun every worker gets the signal and stops at once; the last finished epoch's
+    # checkpoint is what --resume continues from.
+    with (_NoStop() if under_torchrun else _StopFlag(display.notice)) as stop:
         try:
             result = trainer.fit(run_recipe, options, display, should_stop=stop, explicit=explicit)
         finally:

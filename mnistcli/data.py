@@ -309,5 +309,5 @@ def iterate_batches(
         # One gather for the whole epoch (47 MB for MNIST), then plain slices: cheaper than a
         # gather per batch.
         images, labels = images[order], labels[order]
-    for lo in range(start * batch_size, len(split), batch_size):
+    for lo in range(start * batch_size, len(labels), batch_size):
         yield normalize(images[lo : lo + batch_size], split.mean, split.std), labels[lo : lo + batch_size]

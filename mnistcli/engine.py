@@ -130,7 +130,7 @@ def train_epoch(
     Stops early, after the current batch, when `should_stop()` turns true.
     """
     model.train()
-    total = num_batches(len(split), batch_size)
+    total = num_batches(len(order), batch_size)
     stats = stats if stats is not None else Stats()
     window = Stats()
     pending_loss = torch.zeros((), device=split.images.device)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from mnistcli import checkpoint
+from mnistcli import checkpoint, distributed
 from mnistcli.augment import random_shift
 from mnistcli.data import Dataset, load_dataset, num_batches
 from mnistcli.engine import (
@@ -32,7 +32,7 @@ from mnistcli.recipes import Recipe, check, make_optimizer, make_scheduler
 
 HISTORY_FIELDS = (
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-    "lr", "seconds", "images_per_s",
+    "lr", "seconds", "images_per_s", "steps",
 )  # fmt: skip
 # Options a resumed run may change; everything else must match the checkpoint.
 RESUMABLE_CHANGES = ("epochs",)
@@ -68,6 +68,7 @@ class StartInfo:
     data_source: str
     resumed_from: Optional[str] = None
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    processes: int = 1
 
 
 @dataclass
@@ -168,7 +169,33 @@ def fit(
     """
     hooks = hooks or Hooks()
     device = select_device(options.device)
+    group = distributed.from_env(device.type)  # under torchrun: this process's rank
+    try:
+        return _fit(recipe, options, hooks, should_stop, explicit, device, group)
+    finally:
+        distributed.shutdown()
+
+
+def _fit(
+    recipe: Recipe,
+    options: RunOptions,
+    hooks: Hooks,
+    should_stop: Callable[[], bool],
+    explicit: Optional[set[str]],
+    device: torch.device,
+    group: Optional[distributed.Group],
+) -> RunResult:
+    main = group is None or group.main
+    world = group.world if group is not None else 1
+    if group is not None:
+        if device.type == "cuda":
+            device = torch.device("cuda", group.local_rank)
+            torch.cuda.set_device(device)
+        if not main:
+            hooks = Hooks()  # only rank 0 reports
     autocast = resolve_precision(options.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     if options.log_every < 1:
         raise OptionError(f"--log-every must be at least 1, got {options.log_every}")
     ckpt = None
@@ -179,8 +206,11 @@ def fit(
         wanted = Recipe.from_dict({**saved.to_dict(), **{k: getattr(recipe, k) for k in (explicit or ())}})
         recipe, changed = _resume_recipe(ckpt, wanted, Path(options.resume))
     check(recipe)
+    if recipe.batch_size % world:
+        raise OptionError(f"--batch-size {recipe.batch_size} does not split evenly over {world} processes")
     out_dir = Path(options.out_dir)
-    check_writable(out_dir)
+    if main:
+        check_writable(out_dir)
 
     data = load_dataset(recipe.dataset, options.data_dir, download_ok=options.download, val_size=recipe.val_size)
     if len(data.train) == 0:
@@ -190,8 +220,12 @@ def fit(
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     model = place_model(create_model(recipe.model), device)
+    # Under torchrun, each process takes batch_size / world images of every batch; the gradients
+    # are averaged, so a step sees batch_size images and an epoch has the single-process count of steps.
+    net = torch.nn.parallel.DistributedDataParallel(model) if group is not None else model
     optimizer = make_optimizer(recipe, model)
-    steps = num_batches(len(train), recipe.batch_size)
+    rank_batch = recipe.batch_size // world
+    steps = num_batches(len(train) // world, rank_batch)
     scheduler = make_scheduler(recipe, optimizer, steps)
     history: list[dict[str, float]] = []
     start_epoch, start_batch, partial = 1, 0, None
@@ -230,7 +264,7 @@ def fit(
     hooks.on_start(StartInfo(
         recipe, device, "bf16 autocast" if autocast is not None else "fp32", count_parameters(model), len(train), len(val) if val else 0, len(test), steps,
         start_epoch, start_batch, best_by, data.source,
-        resumed_from=str(options.resume) if options.resume else None, changed=changed,
+        resumed_from=str(options.resume) if options.resume else None, changed=changed, processes=world,
     ))  # fmt: skip
 
     loss_fn = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)  # noqa: E731
@@ -266,7 +300,8 @@ def fit(
     for epoch in range(start_epoch, recipe.epochs + 1):
         epoch_start_rng = partial["epoch_start_rng"] if partial else generator.get_state()
         generator.set_state(epoch_start_rng)
-        order = torch.randperm(len(train), generator=generator).to(device)
+        order = torch.randperm(len(train), generator=generator)
+        order = (distributed.shard(order, group) if group is not None else order).to(device)
         stats = Stats()
         elapsed = 0.0
         if partial:
@@ -277,13 +312,19 @@ def fit(
         hooks.on_epoch_start(epoch, recipe.epochs, steps, start_batch)
         t0 = time.perf_counter()
         stats, done = train_epoch(
-            model, train, optimizer, batch_size=recipe.batch_size, order=order, scheduler=scheduler,
+            net, train, optimizer, batch_size=rank_batch, order=order, scheduler=scheduler,
             loss_fn=loss_fn, augment=augment, start_batch=start_batch, stats=stats,
             log_every=options.log_every, on_batch=lambda ev, e=epoch: hooks.on_batch(e, ev),
             should_stop=should_stop, after_step=average.update if average is not None else None, autocast=autocast,
         )  # fmt: skip
         elapsed += time.perf_counter() - t0
-        partial, start_batch = None, 0
+        steps_done, partial, start_batch = done - start_batch, None, 0
+        if group is not None:
+            loss_sum, correct, seen = distributed.sum_across([stats.loss_sum, stats.correct, stats.seen], device)
+            stats = Stats(loss_sum, int(correct), int(seen))
+            if not main:
+                distributed.barrier()  # while rank 0 evaluates and saves
+                continue
         if done < steps:
             state = {"batch": done, "loss_sum": stats.loss_sum, "correct": stats.correct, "seen": stats.seen,
                      "seconds": elapsed, "epoch_start_rng": epoch_start_rng}  # fmt: skip
@@ -294,6 +335,7 @@ def fit(
             "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy,
             "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"],
             "seconds": elapsed, "images_per_s": stats.seen / elapsed if elapsed > 0 else math.nan,
+            "steps": steps_done,
         }  # fmt: skip
         if val is not None:
             res = evaluate(scored, val)
@@ -313,6 +355,8 @@ def fit(
             checkpoint.save(data_ckpt, path)
         write_history(history, out_dir)
         hooks.on_epoch_end(EpochEnd(record, saved, is_best))
+        if group is not None:
+            distributed.barrier()
         if should_stop() and epoch < recipe.epochs:
             return RunResult(history, out_dir, best_epoch, interrupted=True, interrupted_at=(epoch + 1, 0))
     return RunResult(history, out_dir, best_epoch)

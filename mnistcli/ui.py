@@ -97,7 +97,8 @@ class TrainDisplay:
             for name, (old, new) in info.changed.items():
                 self.out.print(f"  --{name.replace('_', '-')}: {old} -> {new}")
         self.out.print(
-            f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device} ({info.precision}); "
+            f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device} ({info.precision})"
+            + (f" x {info.processes} processes" if info.processes > 1 else "") + "; "
             f"data {escape(info.data_source)}: {info.train_size:,} train, {info.val_size:,} val, {info.test_size:,} test",
             soft_wrap=True,
         )
