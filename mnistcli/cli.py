@@ -181,6 +181,9 @@ def train(
     ] = None,
     data_dir: DataDir = None,
     no_download: NoDownload = False,
+    compile_net: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network for training (pays off on GPUs and long runs; compiling takes tens of seconds).")
+    ] = False,
     nproc: Annotated[
         int, typer.Option(help="Train with N processes (torch.distributed, gloo on CPU, nccl on CUDA); launches torchrun.")
     ] = 1,
@@ -214,7 +217,7 @@ def train(
     if out_dir is None:
         out_dir = resume.parent if resume is not None else Path("checkpoints")
     options = trainer.RunOptions(
-        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, precision=precision,
+        data_dir=data_dir, download=not no_download, out_dir=out_dir, device=device, precision=precision, compile=compile_net,
         log_every=log_every, resume=resume,
         command=" ".join(["mnistcli", *sys.argv[1:]]),
     )  # fmt: skip

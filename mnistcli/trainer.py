@@ -47,6 +47,7 @@ class RunOptions:
     out_dir: Path = Path("checkpoints")
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False  # torch.compile the network for training (opt-in: compiling takes a while)
     log_every: int = 300
     resume: Optional[Path] = None
     command: str = ""  # the command line that started the run, kept in its checkpoints
@@ -223,6 +224,8 @@ def _fit(
     # Under torchrun, each process takes batch_size / world images of every batch; the gradients
     # are averaged, so a step sees batch_size images and an epoch has the single-process count of steps.
     net = torch.nn.parallel.DistributedDataParallel(model) if group is not None else model
+    if options.compile:
+        net = torch.compile(net)  # checkpoints still save `model`, the uncompiled module
     optimizer = make_optimizer(recipe, model)
     rank_batch = recipe.batch_size // world
     steps = num_batches(len(train) // world, rank_batch)

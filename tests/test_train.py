@@ -149,3 +149,12 @@ def test_default_model_reaches_98_5_percent_in_one_epoch_on_real_mnist(tmp_path)
     assert result.exit_code == 0, result.output
     history = json.loads((tmp_path / "history.json").read_text())
     assert history[0]["test_acc"] >= 0.985, history
+
+
+def test_compile_trains_and_saves_a_plain_checkpoint(fixture_data, tmp_path):
+    result = run("train", "--compile", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path,
+                 "--val-size", 100, "--batch-size", 100, "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    ckpt = checkpoint.load(tmp_path / "best.pt")
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["state_dict"])
+    checkpoint.build_model(ckpt)
