@@ -22,7 +22,6 @@ from mnistcli.errors import DataError, OptionError
 
 MEAN = 0.1307  # MNIST's; each dataset has its own (DatasetSpec)
 STD = 0.3081
-CLASSES = [str(d) for d in range(10)]
 DEFAULT_VAL_SIZE = 5000
 # The validation split is carved with its own fixed seed, so that runs with
 # different training seeds are compared on the same held-out images.
@@ -32,7 +31,6 @@ RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-ALL_FILES = [name for pair in RAW_FILES.values() for name in pair]
 
 # IDX type codes -> numpy big-endian dtypes.
 _IDX_DTYPES = {

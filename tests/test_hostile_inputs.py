@@ -28,9 +28,7 @@ def big_digit(mode: str = "L", size: int = 140) -> Image.Image:
 
 
 def png_bytes(image: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG", **kw)
-    return buf.getvalue()
+    return encode(image, "PNG", **kw)
 
 
 def bomb_png(width: int, height: int) -> bytes:
@@ -56,9 +54,9 @@ def test_formats_and_modes_people_have_all_work(tmp_path):
         "palette-transparent.png": _palette_with_transparency(),
         "animated.gif": _animated_gif(),
         "grey-alpha.png": png_bytes(big_digit("LA")),
-        "bilevel.bmp": _bmp(big_digit().point(lambda v: 255 if v > 128 else 0).convert("1")),
-        "photo.webp": _webp(big_digit("RGB")),
-        "scan.tiff": _tiff(big_digit()),
+        "bilevel.bmp": encode(big_digit().point(lambda v: 255 if v > 128 else 0).convert("1"), "BMP"),
+        "photo.webp": encode(big_digit("RGB"), "WEBP", quality=95),
+        "scan.tiff": encode(big_digit(), "TIFF"),
     }
     for name, content in cases.items():
         out = _works_from(tmp_path, name, content).astype(float)
@@ -71,28 +69,14 @@ def _works_from(tmp_path, name, content: bytes) -> np.ndarray:
     return _works(path)
 
 
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
 def _jpeg(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
-def _bmp(image):
-    buf = io.BytesIO()
-    image.save(buf, "BMP")
-    return buf.getvalue()
-
-
-def _webp(image):
-    buf = io.BytesIO()
-    image.save(buf, "WEBP", quality=95)
-    return buf.getvalue()
-
-
-def _tiff(image):
-    buf = io.BytesIO()
-    image.save(buf, "TIFF")
-    return buf.getvalue()
+    return encode(image, "JPEG", quality=95)
 
 
 def _palette_with_transparency() -> bytes:
@@ -107,9 +91,7 @@ def _palette_with_transparency() -> bytes:
 
 def _animated_gif() -> bytes:
     frames = [big_digit("L"), Image.new("L", (140, 140), 255)]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    return buf.getvalue()
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
 
 
 @pytest.mark.parametrize(
