@@ -7,6 +7,7 @@ A checkpoint is a dict of plain Python values and tensors (see FORMAT below), so
 from __future__ import annotations
 
 import datetime as _dt
+import io
 from dataclasses import replace
 import os
 import pickle
@@ -73,9 +74,15 @@ def _umask() -> int:
     return mask
 
 
-def save(payload: dict, path: Path) -> None:
+def save(payload: dict, *paths: Path) -> None:
+    """Serialise `payload` once and write it atomically to each of `paths`, in order."""
+    path = paths[0]
     try:
-        atomic_write(path, lambda f: torch.save(payload, f))
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        data = buf.getvalue()
+        for path in paths:
+            atomic_write(path, lambda f: f.write(data))
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
 

@@ -434,7 +434,7 @@ def show_samples(
     if checkpoint_path is not None:
         dev = engine.select_device(device)
         net, ck, _, _ = checkpoint.load_model(checkpoint_path, dev)
-        ds = trainer.dataset_for(ck, data_dir, not no_download, ("train", "test"))
+        ds = trainer.dataset_for(ck, data_dir, not no_download, ("train", "test") if split != "test" else ("test",))
     else:
         # Without a checkpoint, "train" is all 60,000 training images and "val" the default held-out part.
         ds = data.load_dataset(dataset, data_dir, download_ok=not no_download,

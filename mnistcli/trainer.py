@@ -354,8 +354,7 @@ def _fit(
         # last.pt goes last: a crash before it resumes from the previous epoch and redoes this one,
         # so best.pt can never lag behind the history that last.pt carries.
         saved = [out_dir / f"epoch-{epoch:03d}.pt"] + ([out_dir / "best.pt"] if is_best else []) + [out_dir / "last.pt"]
-        for path in saved:
-            checkpoint.save(data_ckpt, path)
+        checkpoint.save(data_ckpt, *saved)  # serialised once, written in this order
         write_history(history, out_dir)
         hooks.on_epoch_end(EpochEnd(record, saved, is_best))
         if group is not None:
