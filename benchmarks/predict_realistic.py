@@ -47,7 +47,6 @@ def main() -> None:
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[: args.per_style]
     folder = args.keep or Path(tempfile.mkdtemp(prefix="mnistcli-pictures-"))
     files = imagegen.write_set(folder, test.images[idx].numpy(), test.labels[idx].numpy(), seed=args.seed)
-    truth = {str(p): (label, style) for p, label, style in files}
 
     cmd = [sys.executable, "-m", "mnistcli", "predict", str(folder), "--json", "--top-k", "1"]
     if args.checkpoint:
@@ -55,7 +54,7 @@ def main() -> None:
     doc = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=False).stdout)
     got = {p["file"]: p["digit"] for p in doc["predictions"]}
 
-    model, *_ = checkpoint.load_model(args.checkpoint, torch.device("cpu"))
+    model = checkpoint.load_model(args.checkpoint, torch.device("cpu")).net
     naive_pred = engine.predict(model, torch.from_numpy(np.stack([naive(p) for p, _, _ in files]))).argmax(1).tolist()
     original = engine.predict(model, test.images[idx]).argmax(1)
     print(f"checkpoint: {doc['checkpoint']['path']} ({doc['checkpoint']['summary']})")

@@ -1,54 +1,183 @@
-"""Checkpoints: atomic save, safe load (weights_only), and rebuilding the model from one.
+"""The one owner of mnistcli's model files: what they hold, how they are written and read.
 
-A checkpoint is a dict of plain Python values and tensors (see FORMAT below), so
-`torch.load(path, weights_only=True)` reads it and nothing in it can run code.
+Two kinds of file, one `Checkpoint` in memory:
+- a training checkpoint (`.pt`): a dict of plain Python values and tensors (the fields of
+  `Checkpoint`), read with `torch.load(weights_only=True)`, so nothing in it can run code;
+- an inference model (`.safetensors`, made by `mnistcli export`): the weights to use, with
+  what is needed to use them as JSON in the header; no pickle at all, no training state.
+
+Writes are atomic (temp file beside the target, fsync, rename, fsync of the folder).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import io
-from dataclasses import replace
+import json
 import os
 import pickle
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from mnistcli.errors import CheckpointError, MnistCliError
-from mnistcli.data import DATASETS, DatasetSpec
+from mnistcli import __version__
+from mnistcli.datasets import DATASETS, DIGITS, MNIST_SPEC, DatasetSpec
 from mnistcli.engine import place_model
+from mnistcli.errors import CheckpointError, MnistCliError
 from mnistcli.models import create_model
+from mnistcli.recipes import Recipe
 
 FORMAT_VERSION = 1
-# Keys every checkpoint written by mnistcli has:
-FORMAT = (
-    "format_version", "model", "model_args", "state_dict", "optimizer", "scheduler", "epoch",
-    "metrics", "history", "config", "normalization", "classes", "dataset", "rng",
-    "torch_version", "created",
-)  # fmt: skip
+SAFETENSORS_SUFFIX = ".safetensors"
+_METADATA_KEY = "mnistcli"  # the safetensors header entry that holds our JSON
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds. Training state (optimizer to partial) is None in
+    inference models and in bare state dicts loaded with --model."""
+
+    model: str
+    state_dict: dict[str, torch.Tensor]  # the weights to evaluate: the weight average when there is one
+    model_args: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "mnist"
+    classes: list[str] = field(default_factory=lambda: list(DIGITS))
+    normalization: dict[str, float] = field(default_factory=lambda: {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std})
+    epoch: Optional[int] = None  # epochs finished
+    metrics: dict[str, Any] = field(default_factory=dict)  # the epoch's losses and accuracies
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    best_epoch: Optional[int] = None
+    config: dict[str, Any] = field(default_factory=dict)  # recipe, data_dir, device, precision, command
+    optimizer: Optional[dict[str, Any]] = None
+    scheduler: Optional[dict[str, Any]] = None
+    rng: Optional[dict[str, torch.Tensor]] = None  # torch's global RNG and the run's generator
+    train_state_dict: Optional[dict[str, torch.Tensor]] = None  # the raw weights when state_dict is an average
+    ema_steps: Optional[int] = None
+    partial: Optional[dict[str, Any]] = None  # where a stopped epoch stopped
+    torch_version: str = ""
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Any, path: Path | str = "checkpoint") -> Checkpoint:
+        """Check what a training checkpoint file held and wrap it; CheckpointError says what is wrong."""
+        if not isinstance(values, dict):
+            raise CheckpointError(f"{path}: not an mnistcli checkpoint (holds a {type(values).__name__})")
+        if "format_version" not in values:
+            if _is_state_dict(values):
+                raise CheckpointError(
+                    f"{path}: a bare state_dict without mnistcli metadata; "
+                    "pass --model NAME to load it into that architecture"
+                )
+            raise CheckpointError(f"{path}: not an mnistcli checkpoint (no format_version)")
+        _check_version(values["format_version"], path)
+        if not isinstance(values.get("model"), str):
+            raise CheckpointError(f"{path}: checkpoint names no model")
+        if not isinstance(values.get("state_dict"), dict):
+            raise CheckpointError(f"{path}: checkpoint has no state_dict")
+        names = {f.name for f in fields(cls)}
+        # None stands for "not there" in files of every version: take the field's default.
+        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+    # Reading it --------------------------------------------------------------------------
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.saved_recipe or {})
+
+    @property
+    def saved_recipe(self) -> Optional[dict[str, Any]]:
+        """The recipe as saved (None for a bare state dict)."""
+        return self.config.get("recipe")
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset it was trained on (MNIST for bare state dicts), with its stored normalisation."""
+        spec = DATASETS.get(self.dataset, MNIST_SPEC)
+        return replace(spec, mean=float(self.normalization["mean"]), std=float(self.normalization["std"]))
+
+    @property
+    def data_dir(self) -> Optional[Path]:
+        """The data folder the run was given (None when it used the default)."""
+        value = self.config.get("data_dir")
+        return Path(value) if value else None
+
+    @property
+    def resumable(self) -> bool:
+        return self.optimizer is not None and self.rng is not None
+
+    def describe(self) -> str:
+        """One line saying what it is: model, epoch, recorded accuracy."""
+        parts = [f"model {self.model}"]
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}")
+        for key, label in (("val_acc", "val"), ("test_acc", "test")):
+            if isinstance(self.metrics.get(key), float):
+                parts.append(f"{label} acc {100 * self.metrics[key]:.2f}%")
+        return ", ".join(parts)
+
+    def inference_only(self) -> Checkpoint:
+        """The same model without training state, history or local paths: what `export` ships."""
+        recipe = self.saved_recipe
+        return Checkpoint(
+            model=self.model,
+            state_dict=self.state_dict,
+            model_args=dict(self.model_args),
+            dataset=self.dataset,
+            classes=list(self.classes),
+            normalization=dict(self.normalization),
+            epoch=self.epoch,
+            metrics=dict(self.metrics),
+            config={"recipe": dict(recipe)} if recipe else {},
+            torch_version=self.torch_version,
+            created=self.created,
+        )
+
+
+def _check_version(version: Any, path: Path | str) -> None:
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version!r} is newer than this mnistcli reads ({FORMAT_VERSION}); upgrade mnistcli"
+        )
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(fileobj)` on a temp file beside `path`, fsync, then os.replace it over `path`.
+# Writing ---------------------------------------------------------------------------------
+TEMP_SUFFIX = ".tmp"
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+
+def temp_prefix(path: Path) -> str:
+    """Temp files of `path` are named `.NAME.XXXXXXXX.tmp` beside it."""
+    return f".{Path(path).name}."
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder.
+
+    A crash at any moment leaves either the old file or the new one, never half of one (and
+    perhaps a temp file, which `remove_stale_temps` clears).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,14 +187,29 @@ def atomic_write(path: Path, write: Any) -> None:
         except OSError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (not every file system allows it)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
     except OSError:
         pass
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files that a crashed save left in `folder`; returns them."""
+    stale = [p for p in Path(folder).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:
@@ -74,21 +218,60 @@ def _umask() -> int:
     return mask
 
 
-def save(payload: dict, *paths: Path) -> None:
-    """Serialise `payload` once and write it atomically to each of `paths`, in order."""
-    path = paths[0]
+def to_bytes(ckpt: Checkpoint) -> bytes:
+    """The bytes of a training checkpoint file."""
+    buf = io.BytesIO()
+    torch.save(ckpt.to_dict(), buf)
+    return buf.getvalue()
+
+
+def write_files(data: bytes, paths: list[Path]) -> None:
+    """Write the same bytes atomically to each of `paths`, in order; OSError becomes CheckpointError."""
+    for path in paths:
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+
+
+def save(ckpt: Checkpoint, path: Path) -> None:
+    write_files(to_bytes(ckpt), [Path(path)])
+
+
+def inference_bytes(ckpt: Checkpoint) -> bytes:
+    """The bytes of an inference model: safetensors weights with our metadata as JSON in the header."""
+    from safetensors.torch import save as save_safetensors
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": ckpt.model,
+        "model_args": ckpt.model_args,
+        "dataset": ckpt.dataset,
+        "classes": ckpt.classes,
+        "normalization": ckpt.normalization,
+        "epoch": ckpt.epoch,
+        "metrics": ckpt.metrics,
+        "recipe": ckpt.saved_recipe,
+        "torch_version": ckpt.torch_version or str(torch.__version__),
+        "mnistcli_version": __version__,
+        "created": ckpt.created or now_iso(),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
+    return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(meta)})
+
+
+def export(ckpt: Checkpoint, path: Path) -> None:
+    """Write an inference model (safetensors) atomically."""
     try:
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        data = buf.getvalue()
-        for path in paths:
-            atomic_write(path, lambda f: f.write(data))
+        atomic_write(Path(path), inference_bytes(ckpt))
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def load(path: Path, map_location: str | torch.device = "cpu", model_name: Optional[str] = None) -> dict:
-    """Read a checkpoint safely: weights_only unpickling, any device mapped to `map_location`.
+# Reading ---------------------------------------------------------------------------------
+def load(path: Path, map_location: str | torch.device = "cpu", model_name: Optional[str] = None) -> Checkpoint:
+    """Read a training checkpoint (weights_only unpickling) or an inference model (safetensors);
+    tensors of any device are mapped to `map_location`.
 
     `model_name` lets a bare `model.state_dict()` saved by other tools load as that architecture.
     """
@@ -100,26 +283,70 @@ def load(path: Path, map_location: str | torch.device = "cpu", model_name: Optio
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if _is_safetensors(head):
+        return _load_safetensors(path, map_location)
     # torch.save writes a zip archive (or, before 1.6, a raw pickle starting with 0x80).
     if not (head.startswith(b"PK") or head[:1] == b"\x80"):
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle)")
+        raise CheckpointError(f"{path}: not a readable model file (not a PyTorch checkpoint or a safetensors file)")
+    raw = _torch_load(path, map_location)
+    if model_name is not None and _is_state_dict(raw) and "format_version" not in raw:
+        return Checkpoint(model=model_name, state_dict=raw)
+    return Checkpoint.from_dict(raw, path)
+
+
+def _is_safetensors(head: bytes) -> bool:
+    # 8 bytes: little-endian length of the JSON header, which starts with "{".
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        unsafe = re.search(r"Unsupported (global|operand)[^\n.]*|GLOBAL [\w.]+", text)
+        unsafe = re.search(r"Unsupported (global|operand)[^\n.]*|GLOBAL [\w.]+", str(exc))
         if unsafe:
             raise CheckpointError(
                 f"{path}: refused: it holds objects other than tensors and plain values, "
                 f"which could run code when loaded ({unsafe.group(0).strip()[:200]})"
-            ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+            ) from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
-    if model_name is not None and _is_state_dict(ckpt) and "format_version" not in ckpt:
-        return bare_state_dict_checkpoint(ckpt, model_name)
-    return validate(ckpt, path)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+
+
+def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k).to(map_location) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # noqa: BLE001 (safetensors' error type moved between releases)
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+    try:
+        meta = json.loads(header[_METADATA_KEY])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a safetensors file without mnistcli metadata") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: a safetensors file without mnistcli metadata")
+    _check_version(meta.get("format_version"), path)
+    if not isinstance(meta.get("model"), str):
+        raise CheckpointError(f"{path}: its metadata names no model")
+    recipe = meta.get("recipe")
+    return Checkpoint(
+        model=meta["model"],
+        state_dict=tensors,
+        model_args=dict(meta.get("model_args") or {}),
+        dataset=meta.get("dataset") or "mnist",
+        classes=list(meta.get("classes") or DIGITS),
+        normalization=dict(meta.get("normalization") or {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std}),
+        epoch=meta.get("epoch"),
+        metrics=dict(meta.get("metrics") or {}),
+        config={"recipe": recipe} if recipe else {},
+        torch_version=str(meta.get("torch_version") or ""),
+        created=str(meta.get("created") or ""),
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,95 +354,31 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def validate(ckpt: Any, path: Path) -> dict:
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: not an mnistcli checkpoint (holds a {type(ckpt).__name__})")
-    if "format_version" not in ckpt:
-        if _is_state_dict(ckpt):
-            raise CheckpointError(
-                f"{path}: a bare state_dict without mnistcli metadata; "
-                "pass --model NAME to load it into that architecture"
-            )
-        raise CheckpointError(f"{path}: not an mnistcli checkpoint (no format_version)")
-    version = ckpt["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {version!r} is newer than this mnistcli reads "
-            f"({FORMAT_VERSION}); upgrade mnistcli"
-        )
-    for key in ("model", "model_args", "state_dict"):
-        if key not in ckpt:
-            raise CheckpointError(f"{path}: checkpoint has no {key!r}")
-    return ckpt
-
-
-def build_model(ckpt: dict, path: Path | str = "checkpoint", device: Optional[torch.device] = None) -> nn.Module:
-    """Rebuild the network a checkpoint describes and load its weights."""
+def build_model(ckpt: Checkpoint, path: Path | str = "checkpoint", device: Optional[torch.device] = None) -> nn.Module:
+    """Rebuild the network a checkpoint describes, load its weights, and put it in eval mode on `device`."""
     try:
-        model = create_model(ckpt["model"], **dict(ckpt.get("model_args") or {}))
+        model = create_model(ckpt.model, **dict(ckpt.model_args))
     except MnistCliError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{path}: {exc}") from exc
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
         raise CheckpointError(
-            f"{path}: weights do not fit model {ckpt['model']!r}: {' '.join(detail[1:3]).strip()[:300]}"
-        ) from None
+            f"{path}: weights do not fit model {ckpt.model!r}: {' '.join(detail[1:3]).strip()[:300]}"
+        ) from exc
     model = place_model(model, device if device is not None else "cpu")
     model.eval()
     return model
 
 
-def bare_state_dict_checkpoint(state_dict: dict, model_name: str) -> dict:
-    """Wrap a plain `model.state_dict()` saved by other tools so it can be used with --model NAME."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": model_name,
-        "model_args": {},
-        "state_dict": state_dict,
-        "epoch": None,
-        "metrics": {},
-        "config": {},
-        "normalization": {"mean": 0.1307, "std": 0.3081},
-        "classes": [str(d) for d in range(10)],
-        "dataset": "mnist",
-    }
-
-
-def dataset_of(ckpt: dict) -> DatasetSpec:
-    """The dataset a checkpoint was trained on (MNIST for bare state dicts), with its stored normalisation."""
-    spec = DATASETS.get(ckpt.get("dataset") or "mnist", DATASETS["mnist"])
-    norm = ckpt.get("normalization") or {}
-    return replace(spec, mean=float(norm.get("mean", spec.mean)), std=float(norm.get("std", spec.std)))
-
-
-def class_names(ckpt: dict) -> list[str]:
-    return list(ckpt.get("classes") or [str(d) for d in range(10)])
-
-
-def describe(ckpt: dict) -> str:
-    """One line saying what a checkpoint is: model, epoch, recorded accuracy."""
-    parts = [f"model {ckpt.get('model')}"]
-    if ckpt.get("epoch") is not None:
-        parts.append(f"epoch {ckpt['epoch']}")
-    metrics = ckpt.get("metrics") or {}
-    for key, label in (("val_acc", "val"), ("test_acc", "test")):
-        if isinstance(metrics.get(key), float):
-            parts.append(f"{label} acc {100 * metrics[key]:.2f}%")
-    return ", ".join(parts)
-
-
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "mnistcli-cnn.pt"
+# Which model file a command uses ------------------------------------------------------------
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "mnistcli-cnn.safetensors"
 LOCAL_BEST = Path("checkpoints") / "best.pt"
 
 
 def resolve(path: Optional[Path]) -> tuple[Path, str]:
-    """The checkpoint to use and why: the one given, else ./checkpoints/best.pt, else the bundled one."""
+    """The model file to use and why: the one given, else ./checkpoints/best.pt, else the bundled one."""
     if path is not None:
         return Path(path), "given"
     if LOCAL_BEST.is_file():
@@ -228,10 +391,30 @@ def resolve(path: Optional[Path]) -> tuple[Path, str]:
     )
 
 
-def load_model(
-    path: Optional[Path], device: torch.device, model_name: Optional[str] = None
-) -> tuple[nn.Module, dict, Path, str]:
-    """Resolve, load and rebuild: (model on `device`, checkpoint dict, path, why this one)."""
-    path, why = resolve(path)
+@dataclass
+class LoadedModel:
+    """A network ready to use, with the checkpoint it came from."""
+
+    net: nn.Module
+    checkpoint: Checkpoint
+    path: Path
+    source: str  # why this file: "given", "local best (...)", "bundled pretrained"
+
+    def info(self) -> dict[str, Any]:
+        """What `--json` output says about the model."""
+        ck = self.checkpoint
+        return {
+            "path": str(self.path),
+            "source": self.source,
+            "model": ck.model,
+            "epoch": ck.epoch,
+            "metrics": ck.metrics,
+            "summary": ck.describe(),
+        }
+
+
+def load_model(path: Optional[Path], device: torch.device, model_name: Optional[str] = None) -> LoadedModel:
+    """Resolve, load and rebuild the model a command uses."""
+    path, source = resolve(path)
     ckpt = load(path, map_location="cpu", model_name=model_name)
-    return build_model(ckpt, path, device), ckpt, path, why
+    return LoadedModel(build_model(ckpt, path, device), ckpt, path, source)

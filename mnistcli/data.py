@@ -18,19 +18,12 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from mnistcli.errors import DataError, OptionError
+from mnistcli.errors import DataError
+from mnistcli.datasets import DEFAULT_VAL_SIZE, MEAN, MNIST_SPEC, STD, DatasetSpec, dataset_spec
 
-MEAN = 0.1307  # MNIST's; each dataset has its own (DatasetSpec)
-STD = 0.3081
-DEFAULT_VAL_SIZE = 5000
 # The validation split is carved with its own fixed seed, so that runs with
 # different training seeds are compared on the same held-out images.
 SPLIT_SEED = 12345
-
-RAW_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 
 # IDX type codes -> numpy big-endian dtypes.
 _IDX_DTYPES = {
@@ -43,62 +36,36 @@ _IDX_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """An MNIST-style dataset: four IDX files of 28x28 grey images and labels 0-9."""
+def cache_dir() -> Path:
+    """The user's cache folder for mnistcli (platformdirs; $XDG_CACHE_HOME/mnistcli on Linux)."""
+    from platformdirs import user_cache_dir
 
-    name: str  # as given to --dataset
-    title: str
-    folder: str  # torchvision's folder for it under the data dir (FOLDER/raw/)
-    files: dict[str, tuple[str, str]]  # split -> (images, labels) file names without .gz
-    mean: float
-    std: float
-    classes: tuple[str, ...]
-    torchvision_class: str
-    torchvision_args: tuple[tuple[str, str], ...] = ()
-    transpose: bool = False  # EMNIST stores its images column by column
-    system_dirs: tuple[str, ...] = ()  # where an OS package puts it
-    object_size: int = 20  # longer side of the object in the 28x28 field (20 for handwriting)
-
-    def raw_files(self) -> list[str]:
-        return [name for pair in self.files.values() for name in pair]
-
-
-_DIGITS = tuple(str(d) for d in range(10))
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("mnist", "MNIST", "MNIST", RAW_FILES, MEAN, STD, _DIGITS, "MNIST"),
-        DatasetSpec(
-            "fashion-mnist", "Fashion-MNIST", "FashionMNIST", RAW_FILES, 0.2860, 0.3530,
-            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-            "FashionMNIST", system_dirs=("/usr/share/datasets/fashion-mnist",), object_size=28,
-        ),
-        DatasetSpec(
-            "kmnist", "Kuzushiji-MNIST", "KMNIST", RAW_FILES, 0.1918, 0.3483,
-            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), "KMNIST",
-        ),
-        DatasetSpec(
-            "emnist-digits", "EMNIST Digits", "EMNIST",
-            {split: (f"emnist-digits-{split}-images-idx3-ubyte", f"emnist-digits-{split}-labels-idx1-ubyte")
-             for split in ("train", "test")},
-            0.1733, 0.3317, _DIGITS, "EMNIST", torchvision_args=(("split", "digits"),), transpose=True,
-        ),
-    )
-}  # fmt: skip
-MNIST_SPEC = DATASETS["mnist"]
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise OptionError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}") from None
+    return Path(user_cache_dir("mnistcli", appauthor=False))
 
 
 def default_data_dir() -> Path:
-    """`$MNISTCLI_DATA_DIR`, else `./data`."""
-    return Path(os.environ.get("MNISTCLI_DATA_DIR") or "data")
+    """Where datasets are downloaded when no folder is named: `$MNISTCLI_DATA_DIR`, else the user's cache,
+    shared by every folder mnistcli runs in."""
+    env = os.environ.get("MNISTCLI_DATA_DIR")
+    return Path(env) if env else cache_dir() / "data"
+
+
+def search_dirs(
+    spec: DatasetSpec, data_dir: Optional[Path] = None, recorded_dir: Optional[Path] = None
+) -> tuple[list[Path], Path]:
+    """The folders to look for a dataset in, in order, and the one to download it into.
+
+    A named folder (--data-dir or $MNISTCLI_DATA_DIR) is the only one, besides where an OS
+    package puts the dataset. Otherwise: the folder a checkpoint recorded, ./data (where
+    earlier versions downloaded), then the user's cache.
+    """
+    system = [Path(d) for d in spec.system_dirs]
+    named = data_dir if data_dir is not None else os.environ.get("MNISTCLI_DATA_DIR") or None
+    if named is not None:
+        return [Path(named), *system], Path(named)
+    default = default_data_dir()
+    recorded = [Path(recorded_dir)] if recorded_dir else []
+    return [*recorded, Path("data"), default, *system], default
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -157,15 +124,16 @@ def find_raw_files(root: Path, spec: DatasetSpec = MNIST_SPEC) -> Optional[dict[
     return None
 
 
-def missing_data_message(root: Path, spec: DatasetSpec = MNIST_SPEC) -> str:
+def missing_data_message(looked: list[Path], spec: DatasetSpec = MNIST_SPEC) -> str:
+    where = ", ".join(str(p) for p in dict.fromkeys(looked))
     return (
-        f"{spec.title} not found in {root} and it could not be downloaded. Put the four files "
-        f"{', '.join(f + '.gz' for f in spec.raw_files())} (gzipped or not) in {root} or "
-        f"{root / spec.folder / 'raw'}, or pass --data-dir to a folder that has them."
+        f"{spec.title} not found (looked in {where}) and it could not be downloaded. Put the four files "
+        f"{', '.join(f + '.gz' for f in spec.raw_files())} (gzipped or not) in a folder (or its "
+        f"{spec.folder}/raw/) and pass --data-dir FOLDER (or set MNISTCLI_DATA_DIR)."
     )
 
 
-def download(root: Path, spec: DatasetSpec = MNIST_SPEC) -> None:
+def download(root: Path, spec: DatasetSpec = MNIST_SPEC, looked: Optional[list[Path]] = None) -> None:
     """Fetch a dataset with torchvision into `root/FOLDER/raw`; any failure becomes one clear DataError."""
     import torchvision.datasets  # imported here: torchvision is slow to import
 
@@ -174,9 +142,32 @@ def download(root: Path, spec: DatasetSpec = MNIST_SPEC) -> None:
         cls = getattr(torchvision.datasets, spec.torchvision_class)
         for train in (True, False):
             cls(str(root), train=train, download=True, **dict(spec.torchvision_args))
-    except Exception as exc:  # network errors come in many types (URLError, RuntimeError, OSError)
+    except Exception as exc:  # noqa: BLE001 (network errors come in many types: URLError, RuntimeError, OSError)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{missing_data_message(root, spec)} (download failed: {reason})") from None
+        raise DataError(f"{missing_data_message(looked or [root], spec)} (download failed: {reason})") from exc
+
+
+def locate(
+    spec: DatasetSpec,
+    data_dir: Optional[Path] = None,
+    *,
+    download_ok: bool = True,
+    recorded_dir: Optional[Path] = None,
+) -> tuple[Path, dict[str, Path]]:
+    """The folder that holds a dataset's four IDX files and the files, downloading them first
+    when they are nowhere and that is allowed."""
+    looked, target = search_dirs(spec, data_dir, recorded_dir)
+    for root in looked:
+        files = find_raw_files(root, spec)
+        if files is not None:
+            return root, files
+    if not download_ok:
+        raise DataError(missing_data_message(looked, spec) + " (download disabled by --no-download)")
+    download(target, spec, looked)
+    files = find_raw_files(target, spec)
+    if files is None:
+        raise DataError(missing_data_message(looked, spec))
+    return target, files
 
 
 @dataclass
@@ -206,8 +197,9 @@ class Dataset:
     train: Split
     test: Split
     val: Optional[Split] = None
-    source: str = ""
+    source: str = ""  # the folder of the IDX files
     spec: DatasetSpec = MNIST_SPEC
+    root: Optional[Path] = None  # the data folder they were found in (absolute)
 
     @property
     def classes(self) -> list[str]:
@@ -249,21 +241,12 @@ def load_dataset(
     download_ok: bool = True,
     val_size: int = DEFAULT_VAL_SIZE,
     splits: tuple[str, ...] = ("train", "test"),
+    recorded_dir: Optional[Path] = None,
 ) -> Dataset:
-    """Read a dataset from `data_dir` (or where an OS package put it), downloading it first
-    into `data_dir` when it is missing and that is allowed."""
+    """Read a dataset (see `locate` for where from), with a validation split of `val_size`
+    training images."""
     spec = dataset_spec(name)
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    files = find_raw_files(root, spec)
-    for system_dir in spec.system_dirs:
-        files = files or find_raw_files(Path(system_dir), spec)
-    if files is None:
-        if not download_ok:
-            raise DataError(missing_data_message(root, spec) + " (download disabled by --no-download)")
-        download(root, spec)
-        files = find_raw_files(root, spec)
-        if files is None:
-            raise DataError(missing_data_message(root, spec))
+    root, files = locate(spec, data_dir, download_ok=download_ok, recorded_dir=recorded_dir)
     loaded = {}
     for split in set(splits) | {"test"}:
         img_name, lbl_name = spec.files[split]
@@ -274,7 +257,8 @@ def load_dataset(
     if "train" in loaded and val_size > 0:
         train_idx, val_idx = validation_indices(len(train), val_size)
         train, val = train.subset(train_idx, "train"), train.subset(val_idx, "val")
-    return Dataset(train=train, test=test, val=val, source=str(files[spec.files["test"][0]].parent), spec=spec)
+    source = str(files[spec.files["test"][0]].parent)
+    return Dataset(train=train, test=test, val=val, source=source, spec=spec, root=Path(root).resolve())
 
 
 def load_mnist(data_dir: Optional[Path] = None, **kwargs) -> Dataset:

@@ -11,6 +11,7 @@ from torch import nn
 
 from mnistcli.data import MEAN, STD, Split, iterate_batches, normalize, num_batches
 from mnistcli.errors import OptionError
+from mnistcli.recipes import DEVICES, PRECISIONS
 
 EVAL_BATCH_SIZE = 500  # measured fastest on a 2-core CPU (250-500 vs 1000-5000)
 
@@ -19,18 +20,15 @@ def select_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
     mps = getattr(torch.backends, "mps", None)
     has_mps = mps is not None and mps.is_available()
+    if name not in DEVICES:
+        raise OptionError(f"unknown device {name!r}; choose from: {', '.join(DEVICES)}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
     if name == "mps" and not has_mps:
         raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise OptionError(f"unknown device {name!r}; choose from: auto, cpu, cuda, mps")
     return torch.device(name)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _cpu_has_native_bf16() -> bool:

@@ -1,20 +1,29 @@
-"""Training recipes: the options of a run, named presets, and the optimiser/scheduler they build."""
+"""The options of a training run: what it learns (`Recipe`), how it runs (`RunOptions`), the
+named presets, and `resolve`, the one place where presets, given options and a resumed
+run's saved recipe become the final recipe.
+
+Plain data with no torch import, so that `--help` and shell completion stay quick; the
+optimiser and schedule a recipe asks for are built in `optim.py`.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Optional
 
-import torch
-from torch import nn
-
-from mnistcli.data import dataset_spec
+from mnistcli.datasets import DEFAULT_DATASET, DEFAULT_VAL_SIZE, dataset_spec
 from mnistcli.errors import OptionError
 from mnistcli.models import DEFAULT_MODEL, model_spec
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "cosine", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRESET = "default"
+# Options a resumed run may change; everything else must match the checkpoint.
+RESUMABLE_CHANGES = ("epochs",)
 
 
 @dataclass
@@ -22,7 +31,7 @@ class Recipe:
     """Everything that decides what a run learns (not where it writes or how it prints)."""
 
     model: str = DEFAULT_MODEL
-    dataset: str = "mnist"
+    dataset: str = DEFAULT_DATASET
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -34,20 +43,26 @@ class Recipe:
     label_smoothing: float = 0.1
     augment: int = 2  # max random shift in pixels; 0 = none
     ema: float = 0.999  # decay of an average of the weights used for evaluation; 0 = none
-    val_size: int = 5000
+    val_size: int = DEFAULT_VAL_SIZE
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """A recipe saved by any version: unknown keys are ignored; fields added since take the
+        value that reproduces what that version did (LEGACY), else today's default."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        known = {k: v for k, v in values.items() if k in names}
+        return cls(**{**LEGACY, **known})
 
+
+# Fields added after format 1 was first written, with the value that means "as before".
+LEGACY: dict[str, Any] = {}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    DEFAULT_PRESET: {},
     # The report's recipe: its CNN, plain SGD lr 0.01 momentum 0.5, batch 128, all 60,000 images.
     "report": {
         "model": "report-cnn",
@@ -65,31 +80,91 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_recipe(preset: str = "default", **overrides: Any) -> Recipe:
-    """A preset with explicit options (those not None) laid over it, checked."""
-    if preset not in PRESETS:
-        raise OptionError(f"unknown recipe {preset!r}; choose from: {', '.join(PRESETS)}")
-    values = {**Recipe().to_dict(), **PRESETS[preset]}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    recipe = Recipe(**values)
+@dataclass
+class RunOptions:
+    """Where a run reads and writes and how it computes and reports; not part of what it learns."""
+
+    data_dir: Optional[Path] = None
+    download: bool = True
+    out_dir: Path = Path("checkpoints")
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the network for training (opt-in: compiling takes a while)
+    log_every: int = 300
+    keep: Optional[int] = None  # keep only the last N epoch-NNN.pt files (None: all)
+    resume: Optional[Path] = None
+    command: str = ""  # the command line that started the run, kept in its checkpoints
+
+
+@dataclass
+class Resolved:
+    """The final recipe, and on resume what the given options changed: name -> (saved, new)."""
+
+    recipe: Recipe
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+def resolve(
+    preset: Optional[str] = None, given: Optional[dict[str, Any]] = None, saved: Optional[dict[str, Any]] = None
+) -> Resolved:
+    """The recipe of a run, checked.
+
+    New run: the preset (default: "default") with the options the user gave (those not None)
+    laid over it. Resumed run (`saved` is the checkpoint's recipe): the saved recipe, where the
+    given options may change only RESUMABLE_CHANGES; other differences are refused, and so is
+    a preset.
+    """
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = set(given) - {f.name for f in fields(Recipe)}
+    if unknown:
+        raise TypeError(f"not recipe options: {', '.join(sorted(unknown))}")
+    if saved is None:
+        name = preset or DEFAULT_PRESET
+        if name not in PRESETS:
+            raise OptionError(f"unknown recipe {name!r}; choose from: {', '.join(PRESETS)}")
+        recipe = Recipe(**{**Recipe().to_dict(), **PRESETS[name], **given})
+        check(recipe)
+        return Resolved(recipe)
+    if preset is not None:
+        raise OptionError("--recipe cannot be combined with --resume: the run keeps its own recipe")
+    base = Recipe.from_dict(saved)
+    changed = {k: (getattr(base, k), v) for k, v in given.items() if getattr(base, k) != v}
+    conflicts = [
+        f"--{k.replace('_', '-')} {new} (checkpoint: {old})"
+        for k, (old, new) in changed.items()
+        if k not in RESUMABLE_CHANGES
+    ]
+    if conflicts:
+        raise OptionError(
+            "cannot resume with " + ", ".join(conflicts) + "; drop these options or start a new run with another --out-dir"
+        )
+    recipe = replace(base, **{k: new for k, (_, new) in changed.items()})
     check(recipe)
-    return recipe
+    return Resolved(recipe, changed)
 
 
 def check(r: Recipe) -> None:
     """Refuse impossible values before any work, saying what is allowed."""
     model_spec(r.model)
     dataset_spec(r.dataset)
+    _check_choices(r)
+    _check_ranges(r)
+
+
+def _check_choices(r: Recipe) -> None:
+    if r.optimizer not in OPTIMIZERS:
+        raise OptionError(f"unknown optimizer {r.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
+    if r.scheduler not in SCHEDULERS:
+        raise OptionError(f"unknown scheduler {r.scheduler!r}; choose from: {', '.join(SCHEDULERS)}")
+
+
+def _check_ranges(r: Recipe) -> None:
     if r.epochs < 1:
         raise OptionError(f"--epochs must be at least 1, got {r.epochs}")
     if r.batch_size < 1:
         raise OptionError(f"--batch-size must be at least 1, got {r.batch_size}")
     if not (r.lr > 0 and math.isfinite(r.lr)):
         raise OptionError(f"--lr must be a positive number, got {r.lr}")
-    if r.optimizer not in OPTIMIZERS:
-        raise OptionError(f"unknown optimizer {r.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
-    if r.scheduler not in SCHEDULERS:
-        raise OptionError(f"unknown scheduler {r.scheduler!r}; choose from: {', '.join(SCHEDULERS)}")
     if not 0 <= r.momentum < 1:
         raise OptionError(f"--momentum must be in [0, 1), got {r.momentum}")
     if r.weight_decay < 0:
@@ -102,33 +177,3 @@ def check(r: Recipe) -> None:
         raise OptionError(f"--ema must be 0 (off) or a decay in [0.5, 1), got {r.ema}")
     if r.val_size < 0:
         raise OptionError(f"--val-size must be 0 or more, got {r.val_size}")
-
-
-def make_optimizer(r: Recipe, model: nn.Module) -> torch.optim.Optimizer:
-    # No weight decay on biases and batch-norm parameters (all 1-D tensors).
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # foreach: one multi-tensor kernel per update instead of a loop over the parameters.
-    if r.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, foreach=True
-        )
-    if r.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=r.lr, foreach=True)
-    return torch.optim.AdamW(groups, lr=r.lr, foreach=True)
-
-
-def make_scheduler(
-    r: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
-    """A per-step schedule that spans exactly the epochs asked for."""
-    total = r.epochs * steps_per_epoch
-    if r.scheduler == "onecycle" and total >= 10:
-        return torch.optim.lr_scheduler.OneCycleLR(
-            # cycle_momentum off: --momentum means what it says for the whole run.
-            optimizer, max_lr=r.lr, total_steps=total, pct_start=0.25, cycle_momentum=False,
-        )  # fmt: skip
-    if r.scheduler in ("cosine", "onecycle"):  # OneCycle needs a few steps to warm up
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    return None

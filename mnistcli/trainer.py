@@ -1,56 +1,42 @@
-"""A training run: data, model, optimiser, epochs, checkpoints, history and resume.
+"""A training run as named steps: set up, restore from a checkpoint, train an epoch, evaluate and
+record, save. `fit` strings them together.
 
 Reports through a `Hooks` object and never prints; `cli` and `ui` draw it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mnistcli import checkpoint, distributed
 from mnistcli.augment import random_shift
-from mnistcli.data import Dataset, load_dataset, num_batches
+from mnistcli.checkpoint import Checkpoint
+from mnistcli.data import Dataset, Split, load_dataset, num_batches
 from mnistcli.engine import (
-    BatchEvent, Stats, WeightAverage, evaluate, place_model, resolve_precision, select_device, train_epoch,
-)  # fmt: skip
-from mnistcli.errors import CheckpointError, OptionError
+    BatchEvent,
+    Stats,
+    WeightAverage,
+    evaluate,
+    place_model,
+    resolve_precision,
+    select_device,
+    train_epoch,
+)
+from mnistcli.errors import OptionError
 from mnistcli.models import count_parameters, create_model
-from mnistcli.recipes import Recipe, check, make_optimizer, make_scheduler
+from mnistcli.optim import continue_schedule, make_optimizer, make_scheduler
+from mnistcli.recipes import Recipe, Resolved, RunOptions, resolve
+from mnistcli.saver import CheckpointSaver
 
-HISTORY_FIELDS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-    "lr", "seconds", "images_per_s", "steps",
-)  # fmt: skip
-# Options a resumed run may change; everything else must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs",)
-
-
-@dataclass
-class RunOptions:
-    """Where a run reads and writes and how it reports; not part of what it learns."""
-
-    data_dir: Optional[Path] = None
-    download: bool = True
-    out_dir: Path = Path("checkpoints")
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False  # torch.compile the network for training (opt-in: compiling takes a while)
-    log_every: int = 300
-    resume: Optional[Path] = None
-    command: str = ""  # the command line that started the run, kept in its checkpoints
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 @dataclass
@@ -74,13 +60,23 @@ class StartInfo:
 
 @dataclass
 class EpochEnd:
-    record: dict[str, float]
+    record: dict[str, Any]
     saved: list[Path]
     is_best: bool
 
 
-class Hooks:
-    """Callbacks of a run; the defaults do nothing."""
+class Hooks(Protocol):
+    """What a run reports, as it happens (`ui.TrainDisplay` draws it)."""
+
+    def on_start(self, info: StartInfo) -> None: ...
+    def on_epoch_start(self, epoch: int, total_epochs: int, steps: int, start_batch: int) -> None: ...
+    def on_batch(self, epoch: int, event: BatchEvent) -> None: ...
+    def on_evaluating(self, epoch: int) -> None: ...
+    def on_epoch_end(self, end: EpochEnd) -> None: ...
+
+
+class SilentHooks:
+    """Hooks that report nothing (library use, and every process but rank 0)."""
 
     def on_start(self, info: StartInfo) -> None: ...
     def on_epoch_start(self, epoch: int, total_epochs: int, steps: int, start_batch: int) -> None: ...
@@ -91,285 +87,398 @@ class Hooks:
 
 @dataclass
 class RunResult:
-    history: list[dict[str, float]]
+    recipe: Recipe
+    history: list[dict[str, Any]]
     out_dir: Path
     best_epoch: Optional[int]
     interrupted: bool = False
     interrupted_at: Optional[tuple[int, int]] = None  # (epoch, batch)
+    data_dir: Optional[Path] = None  # the data folder the run read
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before training when checkpoints could not be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise CheckpointError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
+@dataclass
+class Best:
+    """The best epoch so far by one metric (higher is better)."""
+
+    by: str  # "val_acc", or "test_acc" when there is no validation split
+    value: float = -1.0
+    epoch: Optional[int] = None
+
+    def update(self, record: dict[str, Any]) -> bool:
+        if record[self.by] > self.value:
+            self.value, self.epoch = record[self.by], record["epoch"]
+            return True
+        return False
 
 
-def write_history(history: list[dict[str, float]], out_dir: Path) -> None:
-    def write_json(f):
-        f.write(json.dumps(history, indent=2).encode())
+@dataclass
+class EpochProgress:
+    """How far an epoch got: its stats, batches done, seconds, and the RNG state it began with."""
 
-    def write_csv(f):
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
-        f.write(text.getvalue().encode())
+    stats: Stats
+    done: int
+    start_batch: int
+    seconds: float
+    start_rng: torch.Tensor
 
-    try:
-        checkpoint.atomic_write(out_dir / "history.json", write_json)
-        checkpoint.atomic_write(out_dir / "history.csv", write_csv)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write history in {out_dir}: {exc.strerror or exc}") from None
+    def stopped_at(self) -> dict[str, Any]:
+        """The `partial` record of a checkpoint saved mid-epoch."""
+        return {
+            "batch": self.done,
+            "loss_sum": self.stats.loss_sum,
+            "correct": self.stats.correct,
+            "seen": self.stats.seen,
+            "seconds": self.seconds,
+            "epoch_start_rng": self.start_rng,
+        }
 
 
-def _resume_recipe(ckpt: dict, recipe: Recipe, path: Path) -> tuple[Recipe, dict[str, tuple[Any, Any]]]:
-    """The checkpoint's recipe, with the changes a resume may make; others are refused."""
-    saved = Recipe.from_dict(ckpt.get("config", {}).get("recipe", {}))
-    if ckpt.get("model") != saved.model:
-        raise CheckpointError(f"{path}: inconsistent checkpoint (model {ckpt.get('model')!r})")
-    changed: dict[str, tuple[Any, Any]] = {}
-    conflicts = []
-    for name, new in recipe.to_dict().items():
-        old = getattr(saved, name)
-        if new == old:
-            continue
-        if name in RESUMABLE_CHANGES:
-            changed[name] = (old, new)
-            setattr(saved, name, new)
-        else:
-            conflicts.append(f"--{name.replace('_', '-')} {new} (checkpoint: {old})")
-    if conflicts:
-        raise OptionError(
-            f"cannot resume {path} with " + ", ".join(conflicts)
-            + "; drop these options or start a new run with another --out-dir"
-        )
-    if saved.epochs <= int(ckpt.get("epoch") or 0) and not ckpt.get("partial"):
-        raise OptionError(
-            f"{path} has already finished {ckpt.get('epoch')} of {saved.epochs} epochs; "
-            "pass a larger --epochs to train further"
-        )
-    return saved, changed
+@dataclass
+class Run:
+    """The live state of a run: built by `set_up`, restored by `restore`, advanced by `fit`."""
+
+    recipe: Recipe
+    options: RunOptions
+    device: torch.device
+    autocast: Optional[torch.dtype]
+    group: Optional[distributed.Group]
+    data: Dataset
+    train: Split
+    val: Optional[Split]
+    test: Split
+    model: nn.Module  # what is saved
+    net: nn.Module  # what is trained: the model, perhaps wrapped in DDP or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
+    average: Optional[WeightAverage]
+    generator: torch.Generator
+    steps: int  # optimiser steps per epoch
+    rank_batch: int  # images per step in this process
+    saver: CheckpointSaver
+    best: Best
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 1
+    partial: Optional[dict[str, Any]] = None  # where a stopped epoch stopped
+    resume_rng: Optional[torch.Tensor] = None  # the generator's state at that point
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        return self.group is None or self.group.main
+
+    @property
+    def world(self) -> int:
+        return self.group.world if self.group is not None else 1
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights that are evaluated and saved: the average when there is one."""
+        return self.average.model if self.average is not None else self.model
 
 
 def fit(
-    recipe: Recipe,
     options: RunOptions,
+    *,
+    preset: Optional[str] = None,
+    given: Optional[dict[str, Any]] = None,
     hooks: Optional[Hooks] = None,
     should_stop: Callable[[], bool] = lambda: False,
-    explicit: Optional[set[str]] = None,
 ) -> RunResult:
-    """Train `recipe` (or resume `options.resume`) and write checkpoints and history to `options.out_dir`.
-
-    `explicit` names the recipe fields the user set; on resume only those are compared with
-    the checkpoint, the rest come from it.
-    """
-    hooks = hooks or Hooks()
+    """Train the recipe of `preset` with the options `given` (or resume `options.resume`), writing
+    checkpoints and history to `options.out_dir`."""
     device = select_device(options.device)
     group = distributed.from_env(device.type)  # under torchrun: this process's rank
     try:
-        return _fit(recipe, options, hooks, should_stop, explicit, device, group)
+        saved = checkpoint.load(options.resume, map_location="cpu") if options.resume is not None else None
+        resolved = resolve_for_resume(preset, given, saved, options.resume)
+        run = set_up(resolved.recipe, options, device, group, saved)
+        if saved is not None:
+            restore(run, saved, resolved.changed)
+        reporting = hooks if hooks is not None and run.main else SilentHooks()
+        return train(run, reporting, should_stop)
     finally:
         distributed.shutdown()
 
 
-def _fit(
+def resolve_for_resume(
+    preset: Optional[str], given: Optional[dict[str, Any]], saved: Optional[Checkpoint], path: Optional[Path]
+) -> Resolved:
+    """The run's recipe (recipes.resolve), checked against what a resumed checkpoint has done."""
+    if saved is None:
+        return resolve(preset, given)
+    if not saved.resumable:
+        raise OptionError(f"{path}: an inference-only model file cannot be resumed; pass the run's last.pt")
+    try:
+        resolved = resolve(preset, given, saved.saved_recipe or {})
+    except OptionError as exc:
+        raise OptionError(f"{path}: {exc}") from exc
+    if resolved.recipe.model != saved.model:
+        raise OptionError(f"{path}: inconsistent checkpoint (model {saved.model!r})")
+    if resolved.recipe.epochs <= (saved.epoch or 0) and not saved.partial:
+        raise OptionError(
+            f"{path} has already finished {saved.epoch} of {resolved.recipe.epochs} epochs; "
+            "pass a larger --epochs to train further"
+        )
+    return resolved
+
+
+def set_up(
     recipe: Recipe,
     options: RunOptions,
-    hooks: Hooks,
-    should_stop: Callable[[], bool],
-    explicit: Optional[set[str]],
     device: torch.device,
     group: Optional[distributed.Group],
-) -> RunResult:
-    main = group is None or group.main
-    world = group.world if group is not None else 1
-    if group is not None:
-        if device.type == "cuda":
-            device = torch.device("cuda", group.local_rank)
-            torch.cuda.set_device(device)
-        if not main:
-            hooks = Hooks()  # only rank 0 reports
-    autocast = resolve_precision(options.precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    saved: Optional[Checkpoint] = None,
+) -> Run:
+    """Device, output folder, data, model, optimiser and schedule of a new run (or one to restore)."""
     if options.log_every < 1:
         raise OptionError(f"--log-every must be at least 1, got {options.log_every}")
-    ckpt = None
-    changed: dict[str, tuple[Any, Any]] = {}
-    if options.resume is not None:
-        ckpt = checkpoint.load(options.resume, map_location="cpu")
-        saved = Recipe.from_dict(ckpt.get("config", {}).get("recipe", {}))
-        wanted = Recipe.from_dict({**saved.to_dict(), **{k: getattr(recipe, k) for k in (explicit or ())}})
-        recipe, changed = _resume_recipe(ckpt, wanted, Path(options.resume))
-    check(recipe)
+    world = group.world if group is not None else 1
     if recipe.batch_size % world:
         raise OptionError(f"--batch-size {recipe.batch_size} does not split evenly over {world} processes")
-    out_dir = Path(options.out_dir)
-    if main:
-        check_writable(out_dir)
-
-    data = load_dataset(recipe.dataset, options.data_dir, download_ok=options.download, val_size=recipe.val_size)
+    device = _claim_device(device, group)
+    autocast = resolve_precision(options.precision, device)
+    saver = CheckpointSaver(options.out_dir, options.keep)
+    if group is None or group.main:
+        saver.prepare()
+    data = load_dataset(
+        recipe.dataset,
+        options.data_dir,
+        download_ok=options.download,
+        val_size=recipe.val_size,
+        recorded_dir=saved.data_dir if saved is not None else None,
+    )
     if len(data.train) == 0:
         raise OptionError("the training split is empty")
-    train, val, test = data.train.to(device), data.val.to(device) if data.val else None, data.test.to(device)
-
     torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
     model = place_model(create_model(recipe.model), device)
-    # Under torchrun, each process takes batch_size / world images of every batch; the gradients
-    # are averaged, so a step sees batch_size images and an epoch has the single-process count of steps.
-    net = torch.nn.parallel.DistributedDataParallel(model) if group is not None else model
-    if options.compile:
-        net = torch.compile(net)  # checkpoints still save `model`, the uncompiled module
     optimizer = make_optimizer(recipe, model)
     rank_batch = recipe.batch_size // world
-    steps = num_batches(len(train) // world, rank_batch)
-    scheduler = make_scheduler(recipe, optimizer, steps)
-    history: list[dict[str, float]] = []
-    start_epoch, start_batch, partial = 1, 0, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt.get("train_state_dict") or ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt.get("scheduler") is not None:
-            if "epochs" in changed:
-                # The schedule spans the new number of epochs, continued from the step reached.
-                scheduler = make_scheduler(recipe, optimizer, steps)
-                with warnings.catch_warnings():  # stepping the schedule alone is the point here
-                    warnings.simplefilter("ignore", UserWarning)
-                    for _ in range(int(ckpt["scheduler"].get("last_epoch", 0))):
-                        scheduler.step()
-            else:
-                scheduler.load_state_dict(ckpt["scheduler"])
-        history = list(ckpt.get("history") or [])
-        start_epoch = int(ckpt.get("epoch") or 0) + 1
-        partial = ckpt.get("partial")
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["generator"])
-        if partial:
-            start_batch = int(partial["batch"])
+    steps = num_batches(len(data.train) // world, rank_batch)
+    return Run(
+        recipe=recipe,
+        options=options,
+        device=device,
+        autocast=autocast,
+        group=group,
+        data=data,
+        train=data.train.to(device),
+        val=data.val.to(device) if data.val is not None else None,
+        test=data.test.to(device),
+        model=model,
+        net=_trainable(model, group, options.compile),
+        optimizer=optimizer,
+        scheduler=make_scheduler(recipe, optimizer, steps),
+        average=WeightAverage(model, recipe.ema) if recipe.ema else None,
+        generator=torch.Generator().manual_seed(recipe.seed),
+        steps=steps,
+        rank_batch=rank_batch,
+        saver=saver,
+        best=Best("val_acc" if data.val is not None else "test_acc"),
+    )
 
-    # With --ema the averaged weights are the ones evaluated and saved as `state_dict`;
-    # the raw ones travel as `train_state_dict` for resuming.
-    average = WeightAverage(model, recipe.ema) if recipe.ema else None
-    if average is not None and ckpt is not None:
-        average.model.load_state_dict(ckpt["state_dict"])
-        average.steps = int(ckpt.get("ema_steps") or 0)
-    scored = average.model if average is not None else model
 
-    best_by = "val_acc" if val is not None else "test_acc"
-    best_epoch = ckpt.get("best_epoch") if ckpt else None
-    best_value = max((h[best_by] for h in history), default=-1.0)
-    hooks.on_start(StartInfo(
-        recipe, device, "bf16 autocast" if autocast is not None else "fp32", count_parameters(model), len(train), len(val) if val else 0, len(test), steps,
-        start_epoch, start_batch, best_by, data.source,
-        resumed_from=str(options.resume) if options.resume else None, changed=changed, processes=world,
-    ))  # fmt: skip
+def _claim_device(device: torch.device, group: Optional[distributed.Group]) -> torch.device:
+    """Under torchrun each process takes its own GPU; cuDNN may pick its fastest kernels (fixed sizes)."""
+    if group is not None and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+        torch.cuda.set_device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
 
-    loss_fn = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)  # noqa: E731
-    blank = -data.spec.mean / data.spec.std
-    augment = (lambda x: random_shift(x, recipe.augment, generator, blank)) if recipe.augment else None
 
-    def payload(epoch: int, metrics: dict, partial_state: Optional[dict] = None) -> dict:
-        return {
-            "format_version": checkpoint.FORMAT_VERSION,
-            "model": recipe.model,
-            "model_args": {},
-            "state_dict": _cpu(scored.state_dict()),
-            "train_state_dict": _cpu(model.state_dict()) if average is not None else None,
-            "ema_steps": average.steps if average is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch,
-            "metrics": metrics,
-            "history": list(history),
-            "best_epoch": best_epoch,
-            "config": {"recipe": recipe.to_dict(), "data_dir": str(options.data_dir or ""), "device": str(device),
-                       "precision": "bf16" if autocast is not None else "fp32",
-                       "command": options.command},  # fmt: skip
-            "normalization": {"mean": data.spec.mean, "std": data.spec.std},
-            "classes": data.classes,
-            "dataset": data.spec.name,
-            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
-            "partial": partial_state,
-            "torch_version": str(torch.__version__),
-            "created": checkpoint.now_iso(),
-        }
+def _trainable(model: nn.Module, group: Optional[distributed.Group], compile_net: bool) -> nn.Module:
+    """What the optimiser steps through: DDP across processes (each takes batch_size / world images
+    of every batch; gradients are averaged), compiled on request. Checkpoints save `model` itself."""
+    net: nn.Module = torch.nn.parallel.DistributedDataParallel(model) if group is not None else model
+    if compile_net:
+        net = torch.compile(net)  # type: ignore[assignment]
+    return net
 
-    for epoch in range(start_epoch, recipe.epochs + 1):
-        epoch_start_rng = partial["epoch_start_rng"] if partial else generator.get_state()
-        generator.set_state(epoch_start_rng)
-        order = torch.randperm(len(train), generator=generator)
-        order = (distributed.shard(order, group) if group is not None else order).to(device)
-        stats = Stats()
-        elapsed = 0.0
-        if partial:
-            # Continue mid-epoch exactly: same permutation, augmentation RNG where it stopped.
-            generator.set_state(ckpt["rng"]["generator"])
-            stats = Stats(partial["loss_sum"], partial["correct"], partial["seen"])
-            elapsed = float(partial["seconds"])
-        hooks.on_epoch_start(epoch, recipe.epochs, steps, start_batch)
-        t0 = time.perf_counter()
-        stats, done = train_epoch(
-            net, train, optimizer, batch_size=rank_batch, order=order, scheduler=scheduler,
-            loss_fn=loss_fn, augment=augment, start_batch=start_batch, stats=stats,
-            log_every=options.log_every, on_batch=lambda ev, e=epoch: hooks.on_batch(e, ev),
-            should_stop=should_stop, after_step=average.update if average is not None else None, autocast=autocast,
-        )  # fmt: skip
-        elapsed += time.perf_counter() - t0
-        steps_done, partial, start_batch = done - start_batch, None, 0
-        if group is not None:
-            loss_sum, correct, seen = distributed.sum_across([stats.loss_sum, stats.correct, stats.seen], device)
-            stats = Stats(loss_sum, int(correct), int(seen))
-            if not main:
-                distributed.barrier()  # while rank 0 evaluates and saves
-                continue
-        if done < steps:
-            state = {"batch": done, "loss_sum": stats.loss_sum, "correct": stats.correct, "seen": stats.seen,
-                     "seconds": elapsed, "epoch_start_rng": epoch_start_rng}  # fmt: skip
-            checkpoint.save(payload(epoch - 1, {}, state), out_dir / "last.pt")
-            return RunResult(history, out_dir, best_epoch, interrupted=True, interrupted_at=(epoch, done))
+
+def restore(run: Run, saved: Checkpoint, changed: dict[str, tuple[Any, Any]]) -> None:
+    """Put a run back where `saved` left it: weights, average, optimiser, schedule, RNG, history."""
+    assert saved.optimizer is not None and saved.rng is not None  # resolve_for_resume checked it
+    run.model.load_state_dict(saved.train_state_dict or saved.state_dict)
+    run.optimizer.load_state_dict(saved.optimizer)
+    if run.scheduler is not None and saved.scheduler is not None:
+        if "epochs" in changed:  # the schedule spans the new number of epochs, from the step reached
+            steps_done = int(saved.scheduler.get("last_epoch", 0))
+            run.scheduler = continue_schedule(run.recipe, run.optimizer, run.steps, steps_done)
+        else:
+            run.scheduler.load_state_dict(saved.scheduler)
+    if run.average is not None:
+        run.average.model.load_state_dict(saved.state_dict)
+        run.average.steps = int(saved.ema_steps or 0)
+    torch.set_rng_state(saved.rng["torch"])
+    run.generator.set_state(saved.rng["generator"])
+    run.resume_rng = saved.rng["generator"]
+    run.history = list(saved.history)
+    run.start_epoch = int(saved.epoch or 0) + 1
+    run.partial = saved.partial
+    run.changed = changed
+    run.best.value = max((h[run.best.by] for h in run.history), default=-1.0)
+    run.best.epoch = saved.best_epoch
+
+
+def train(run: Run, hooks: Hooks, should_stop: Callable[[], bool]) -> RunResult:
+    """The epochs, from where the run stands: train, evaluate and record, save; stop when asked."""
+    hooks.on_start(start_info(run))
+    for epoch in range(run.start_epoch, run.recipe.epochs + 1):
+        progress = train_one_epoch(run, epoch, hooks, should_stop)
+        if not run.main:
+            distributed.barrier()  # while rank 0 evaluates and saves
+            continue
+        if progress.done < run.steps:
+            run.saver.save_stopped(make_checkpoint(run, epoch - 1, {}, progress.stopped_at()))
+            return _result(run, interrupted_at=(epoch, progress.done))
         hooks.on_evaluating(epoch)
-        record: dict[str, Any] = {
-            "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.accuracy,
-            "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": elapsed, "images_per_s": stats.seen / elapsed if elapsed > 0 else math.nan,
-            "steps": steps_done,
-        }  # fmt: skip
-        if val is not None:
-            res = evaluate(scored, val)
-            record["val_loss"], record["val_acc"] = res.loss, res.accuracy
-        res = evaluate(scored, test)
-        record["test_loss"], record["test_acc"] = res.loss, res.accuracy
-        history.append(record)
-        is_best = record[best_by] > best_value
-        if is_best:
-            best_value, best_epoch = record[best_by], epoch
-        metrics = {k: record[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")}
-        data_ckpt = payload(epoch, metrics)
-        # last.pt goes last: a crash before it resumes from the previous epoch and redoes this one,
-        # so best.pt can never lag behind the history that last.pt carries.
-        saved = [out_dir / f"epoch-{epoch:03d}.pt"] + ([out_dir / "best.pt"] if is_best else []) + [out_dir / "last.pt"]
-        checkpoint.save(data_ckpt, *saved)  # serialised once, written in this order
-        write_history(history, out_dir)
+        record = evaluate_and_record(run, epoch, progress)
+        is_best = run.best.update(record)
+        ckpt = make_checkpoint(run, epoch, {k: record[k] for k in METRICS})
+        saved = run.saver.save_epoch(ckpt, is_best)
         hooks.on_epoch_end(EpochEnd(record, saved, is_best))
-        if group is not None:
+        if run.group is not None:
             distributed.barrier()
-        if should_stop() and epoch < recipe.epochs:
-            return RunResult(history, out_dir, best_epoch, interrupted=True, interrupted_at=(epoch + 1, 0))
-    return RunResult(history, out_dir, best_epoch)
+        if should_stop() and epoch < run.recipe.epochs:
+            return _result(run, interrupted_at=(epoch + 1, 0))
+    return _result(run)
 
 
-def _cpu(state: dict) -> dict:
+def _result(run: Run, interrupted_at: Optional[tuple[int, int]] = None) -> RunResult:
+    return RunResult(
+        run.recipe,
+        run.history,
+        run.saver.out_dir,
+        run.best.epoch,
+        interrupted=interrupted_at is not None,
+        interrupted_at=interrupted_at,
+        data_dir=run.data.root,
+    )
+
+
+def start_info(run: Run) -> StartInfo:
+    return StartInfo(
+        recipe=run.recipe,
+        device=run.device,
+        precision="bf16 autocast" if run.autocast is not None else "fp32",
+        parameters=count_parameters(run.model),
+        train_size=len(run.train),
+        val_size=len(run.val) if run.val is not None else 0,
+        test_size=len(run.test),
+        steps_per_epoch=run.steps,
+        start_epoch=run.start_epoch,
+        start_batch=int(run.partial["batch"]) if run.partial else 0,
+        best_by=run.best.by,
+        data_source=run.data.source,
+        resumed_from=str(run.options.resume) if run.options.resume else None,
+        changed=run.changed,
+        processes=run.world,
+    )
+
+
+def train_one_epoch(run: Run, epoch: int, hooks: Hooks, should_stop: Callable[[], bool]) -> EpochProgress:
+    """One pass over the seeded permutation of the epoch (continued exactly where a stopped one stopped)."""
+    start_rng = run.partial["epoch_start_rng"] if run.partial else run.generator.get_state()
+    run.generator.set_state(start_rng)
+    order = torch.randperm(len(run.train), generator=run.generator)
+    order = (distributed.shard(order, run.group) if run.group is not None else order).to(run.device)
+    stats, seconds, start_batch = Stats(), 0.0, 0
+    if run.partial:  # same permutation; the augmentation's RNG where it stopped
+        assert run.resume_rng is not None
+        run.generator.set_state(run.resume_rng)
+        stats = Stats(run.partial["loss_sum"], run.partial["correct"], run.partial["seen"])
+        seconds, start_batch = float(run.partial["seconds"]), int(run.partial["batch"])
+        run.partial = None
+    hooks.on_epoch_start(epoch, run.recipe.epochs, run.steps, start_batch)
+    t0 = time.perf_counter()
+    stats, done = train_epoch(
+        run.net,
+        run.train,
+        run.optimizer,
+        batch_size=run.rank_batch,
+        order=order,
+        scheduler=run.scheduler,
+        loss_fn=_loss(run.recipe),
+        augment=_augmentation(run),
+        start_batch=start_batch,
+        stats=stats,
+        log_every=run.options.log_every,
+        on_batch=lambda event: hooks.on_batch(epoch, event),
+        should_stop=should_stop,
+        after_step=run.average.update if run.average is not None else None,
+        autocast=run.autocast,
+    )
+    seconds += time.perf_counter() - t0
+    if run.group is not None:
+        loss_sum, correct, seen = distributed.sum_across([stats.loss_sum, stats.correct, stats.seen], run.device)
+        stats = Stats(loss_sum, int(correct), int(seen))
+    return EpochProgress(stats, done, start_batch, seconds, start_rng)
+
+
+def _loss(r: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda logits, y: F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+
+
+def _augmentation(run: Run) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    if not run.recipe.augment:
+        return None
+    blank = -run.data.spec.mean / run.data.spec.std  # an empty pixel after normalisation
+    return lambda x: random_shift(x, run.recipe.augment, run.generator, blank)
+
+
+def evaluate_and_record(run: Run, epoch: int, progress: EpochProgress) -> dict[str, Any]:
+    """The epoch's history record: training stats, validation and test loss and accuracy."""
+    stats, seconds = progress.stats, progress.seconds
+    record: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": stats.loss,
+        "train_acc": stats.accuracy,
+        "val_loss": None,
+        "val_acc": None,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "images_per_s": stats.seen / seconds if seconds > 0 else math.nan,
+        "steps": progress.done - progress.start_batch,
+    }
+    if run.val is not None:
+        res = evaluate(run.scored, run.val)
+        record["val_loss"], record["val_acc"] = res.loss, res.accuracy
+    res = evaluate(run.scored, run.test)
+    record["test_loss"], record["test_acc"] = res.loss, res.accuracy
+    run.history.append(record)
+    return record
+
+
+def make_checkpoint(run: Run, epoch: int, metrics: dict[str, Any], partial: Optional[dict[str, Any]] = None) -> Checkpoint:
+    """Everything needed to use the run's weights and to resume it exactly."""
+    return Checkpoint(
+        model=run.recipe.model,
+        state_dict=_cpu(run.scored.state_dict()),
+        train_state_dict=_cpu(run.model.state_dict()) if run.average is not None else None,
+        ema_steps=run.average.steps if run.average is not None else None,
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
+        epoch=epoch,
+        metrics=metrics,
+        history=list(run.history),
+        best_epoch=run.best.epoch,
+        config={
+            "recipe": run.recipe.to_dict(),
+            "data_dir": str(run.data.root),
+            "device": str(run.device),
+            "precision": "bf16" if run.autocast is not None else "fp32",
+            "command": run.options.command,
+        },
+        normalization={"mean": run.data.spec.mean, "std": run.data.spec.std},
+        classes=run.data.classes,
+        dataset=run.data.spec.name,
+        rng={"torch": torch.get_rng_state(), "generator": run.generator.get_state()},
+        partial=partial,
+        torch_version=str(torch.__version__),
+        created=checkpoint.now_iso(),
+    )
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def dataset_for(ckpt: dict, data_dir: Optional[Path], download: bool, splits: tuple[str, ...]) -> Dataset:
-    """The dataset a checkpoint was trained on, with the same validation split."""
-    recipe = Recipe.from_dict((ckpt.get("config") or {}).get("recipe") or {})
-    name = ckpt.get("dataset") or recipe.dataset
-    return load_dataset(name, data_dir, download_ok=download, val_size=recipe.val_size, splits=splits)

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from mnistcli import checkpoint
+from mnistcli.checkpoint import Checkpoint
 from mnistcli.errors import CheckpointError
 from mnistcli.models import create_model
 
 
 def make_ckpt(model_name="cnn"):
     model = create_model(model_name)
-    ckpt = checkpoint.bare_state_dict_checkpoint(model.state_dict(), model_name)
-    return model, ckpt
+    return model, Checkpoint(model=model_name, state_dict=model.state_dict())
 
 
 def test_save_load_roundtrip_rebuilds_the_same_model(tmp_path):
@@ -25,18 +25,27 @@ def test_save_load_roundtrip_rebuilds_the_same_model(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
     target = tmp_path / "last.pt"
     target.write_bytes(b"old")
 
-    def boom(f):
-        f.write(b"half")
+    def no_rename(src, dst):
         raise OSError(28, "No space left on device")
 
+    monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(OSError):
-        checkpoint.atomic_write(target, boom)
+        checkpoint.atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "last.pt").write_bytes(b"whole")
+    (tmp_path / "notes.tmp").write_bytes(b"not ours")
+    removed = checkpoint.remove_stale_temps(tmp_path)
+    assert [p.name for p in removed] == [".last.pt.abc123.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["last.pt", "notes.tmp"]
 
 
 def test_bare_state_dict_needs_a_model_name(tmp_path):
@@ -50,7 +59,7 @@ def test_bare_state_dict_needs_a_model_name(tmp_path):
 
 @pytest.mark.parametrize(
     "content, expected",
-    [(b"", "empty file"), (b"\xff\xd8\xff\xe0 not a checkpoint", "not a readable PyTorch checkpoint")],
+    [(b"", "empty file"), (b"\xff\xd8\xff\xe0 not a checkpoint", "not a readable model file")],
 )
 def test_junk_files_are_refused(tmp_path, content, expected):
     path = tmp_path / "x.pt"
@@ -67,7 +76,7 @@ def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
         ({"model": "report-cnn"}, "do not fit"),
     ):
         path = tmp_path / "c.pt"
-        torch.save({**ckpt, **change}, path)
+        torch.save({**ckpt.to_dict(), **change}, path)
         with pytest.raises(CheckpointError, match=expected):
             checkpoint.build_model(checkpoint.load(path), path)
 

@@ -5,22 +5,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import imagegen
-from conftest import render_digits
+from helpers import is_png, plain, render_digits, run
 from mnistcli import checkpoint
-from mnistcli.cli import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def is_png(path):
-    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(path).size[0] > 100
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +23,7 @@ def images(tmp_path_factory):
 def test_evaluate_matches_what_train_reported(trained_run, fixture_data):
     history = json.loads((trained_run / "history.json").read_text())
     best = checkpoint.load(trained_run / "best.pt")
-    record = next(h for h in history if h["epoch"] == best["epoch"])
+    record = next(h for h in history if h["epoch"] == best.epoch)
     for split in ("test", "val"):
         result = run("evaluate", trained_run / "best.pt", "--split", split, "--json", "--data-dir", fixture_data)
         assert result.exit_code == 0, result.output
@@ -56,7 +44,9 @@ def test_evaluate_prints_tables_and_saves_plots(trained_run, fixture_data, tmp_p
 
 
 def test_evaluate_refuses_a_bad_split_and_a_missing_checkpoint(tmp_path):
-    assert "unknown split" in run("evaluate", tmp_path / "x.pt", "--split", "dev").stderr
+    refused = run("evaluate", tmp_path / "x.pt", "--split", "dev")
+    message = plain(refused.stderr)
+    assert refused.exit_code == 2 and "'dev'" in message and "'test', 'val', 'train'" in message, refused.stderr
     result = run("evaluate", tmp_path / "x.pt")
     assert result.exit_code == 1 and "checkpoint not found" in result.stderr
 
@@ -146,3 +136,46 @@ def test_show_samples_with_a_checkpoint_and_errors_only(trained_run, fixture_dat
 def test_show_samples_errors_only_needs_a_checkpoint(fixture_data):
     result = run("show-samples", "--data-dir", fixture_data, "--errors-only")
     assert result.exit_code == 2 and "--errors-only needs --checkpoint" in result.stderr
+
+
+def test_evaluate_json_on_a_case_worked_out_by_hand(tmp_path):
+    """Six test images, each with one lit pixel, and a linear model that answers "the lit pixel's column":
+    truth 0 0 0 1 1 2, answers 0 1 1 1 2 2."""
+    import math
+
+    import torch
+
+    from helpers import write_idx
+    from mnistcli.checkpoint import Checkpoint
+    from mnistcli.datasets import MEAN, STD
+    from mnistcli.models import create_model
+
+    truth, answers = [0, 0, 0, 1, 1, 2], [0, 1, 1, 1, 2, 2]
+    images = np.zeros((6, 28, 28), np.uint8)
+    images[np.arange(6), 0, answers] = 255
+    for name, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", np.array(truth, np.uint8)),
+                        ("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", np.array(truth, np.uint8))):
+        write_idx(tmp_path / name, array, gz=False)  # fmt: skip
+    net = create_model("fc", hidden=[])
+    with torch.no_grad():
+        net.net[1].weight.zero_()
+        net.net[1].bias.zero_()
+        net.net[1].weight[torch.arange(10), torch.arange(10)] = 10.0  # class c <- pixel (0, c)
+    checkpoint.save(Checkpoint(model="fc", model_args={"hidden": []}, state_dict=net.state_dict()), tmp_path / "m.pt")
+
+    result = run("evaluate", tmp_path / "m.pt", "--data-dir", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["images"], doc["errors"], doc["accuracy"]) == (6, 3, 0.5)
+    cm = np.zeros((10, 10), int)
+    cm[:3, :3] = [[1, 2, 0], [0, 1, 1], [0, 0, 1]]
+    assert doc["confusion_matrix"] == cm.tolist()
+    rows = {r["class"]: r for r in doc["per_class"]}
+    assert (rows[0]["precision"], rows[0]["recall"], rows[0]["f1"], rows[0]["support"]) == (1.0, 1 / 3, 0.5, 3)
+    assert rows[1]["precision"] == pytest.approx(1 / 3) and rows[1]["recall"] == 0.5 and rows[1]["support"] == 2
+    assert rows[2]["precision"] == 0.5 and rows[2]["recall"] == 1.0 and rows[2]["f1"] == pytest.approx(2 / 3)
+    assert rows[5] == {"class": 5, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    lit, dark = 10 * (1 - MEAN) / STD, 10 * -MEAN / STD  # the logit of the lit class and of the others
+    right = math.log(1 + 9 * math.exp(dark - lit))
+    wrong = math.log(math.exp(lit) + 9 * math.exp(dark)) - dark
+    assert doc["loss"] == pytest.approx((3 * right + 3 * wrong) / 6, rel=1e-4)

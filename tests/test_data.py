@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import idx_bytes, needs_real_mnist, REAL_MNIST, write_dataset
+from helpers import idx_bytes, needs_real_mnist, REAL_MNIST, write_dataset
 from mnistcli import data
 from mnistcli.errors import DataError
 

@@ -5,25 +5,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from conftest import FASHION, needs_real_fashion, render_digits, write_dataset
+from helpers import FASHION, needs_real_fashion, render_digits, run, write_dataset
 from mnistcli import checkpoint, data
-from mnistcli.cli import app
+from mnistcli.datasets import DATASETS, dataset_spec
 from mnistcli.errors import DataError, OptionError
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "kmnist", "emnist-digits"])
 def test_each_dataset_reads_its_own_layout(tmp_path, name):
     root = write_dataset(tmp_path, n_train=50, n_test=20, dataset=name)
     ds = data.load_dataset(name, root, download_ok=False, val_size=10)
-    spec = data.DATASETS[name]
+    spec = DATASETS[name]
     assert ds.spec is spec and ds.classes == list(spec.classes) and ds.test.mean == spec.mean
     # EMNIST is stored transposed; it comes out the right way round, like the others.
     assert torch.equal(ds.test.images, torch.from_numpy(render_digits(20, 2)[0]))
@@ -34,7 +26,7 @@ def test_each_dataset_reads_its_own_layout(tmp_path, name):
 
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(OptionError, match="fashion-mnist, kmnist, emnist-digits"):
-        data.dataset_spec("cifar10")
+        dataset_spec("cifar10")
 
 
 def test_a_fashion_run_keeps_its_classes_and_normalisation(tmp_path):
@@ -44,8 +36,8 @@ def test_a_fashion_run_keeps_its_classes_and_normalisation(tmp_path):
                  "--val-size", 100)  # fmt: skip
     assert result.exit_code == 0, result.output
     ckpt = checkpoint.load(out / "best.pt")
-    assert ckpt["dataset"] == "fashion-mnist" and ckpt["classes"][9] == "Ankle boot"
-    assert ckpt["normalization"] == {"mean": 0.2860, "std": 0.3530}
+    assert ckpt.dataset == "fashion-mnist" and ckpt.classes[9] == "Ankle boot"
+    assert ckpt.normalization == {"mean": 0.2860, "std": 0.3530}
     shown = run("evaluate", out / "best.pt", "--data-dir", root)
     assert shown.exit_code == 0 and "Ankle boot" in shown.stdout and "T-shirt/top" in shown.stdout
     refused = run("train", "--resume", out, "--dataset", "mnist", "--epochs", 2, "--data-dir", root)
@@ -53,6 +45,7 @@ def test_a_fashion_run_keeps_its_classes_and_normalisation(tmp_path):
 
 
 @needs_real_fashion
+@pytest.mark.slow
 def test_real_fashion_mnist_trains_to_90_percent_in_5_epochs(tmp_path):
     result = run("train", "--dataset", "fashion-mnist", "--epochs", 5, "--data-dir", tmp_path / "none",
                  "--no-download", "--out-dir", tmp_path / "run")  # fmt: skip

@@ -5,8 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REAL_MNIST, needs_real_mnist
+import pytest
+
+from helpers import REAL_MNIST, needs_real_mnist
 from mnistcli import checkpoint
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +34,7 @@ def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_d
     # 500 training images: each process takes 250, 16 at a time -> 16 steps, as one process with 32.
     assert [h["steps"] for h in history] == [16, 16]
     ckpt = checkpoint.load(out / "last.pt")
-    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
+    assert not any(k.startswith("module.") for k in ckpt.state_dict)  # saved unwrapped
     checkpoint.build_model(ckpt)
     # ...and a plain single-process run resumes it.
     train("--resume", out / "last.pt", "--epochs", 3, "--data-dir", fixture_data)

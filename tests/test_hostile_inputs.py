@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
-from conftest import idx_bytes, render_digits
+from helpers import idx_bytes, render_digits
 from mnistcli import data, preprocess
 from mnistcli.cli import app
 from mnistcli.errors import DataError, ImageError
@@ -100,6 +100,8 @@ def _animated_gif() -> bytes:
         ("truncated.png", png_bytes(big_digit())[:300], "truncated or corrupt image"),
         ("truncated.jpg", _jpeg(big_digit("RGB"))[:400], "truncated or corrupt image"),
         ("bomb.png", bomb_png(50_000, 50_000), "image too large"),
+        # Between mnistcli's 40 MP limit and Pillow's own (~179 MP): only mnistcli's check stops it.
+        ("big.png", bomb_png(8_000, 6_000), "image too large (8000x6000 pixels)"),
         ("tiny.png", png_bytes(Image.new("L", (1, 1), 0)), "too small to hold a digit"),
         ("blank.png", png_bytes(Image.new("RGB", (200, 150), (250, 250, 250))), "no digit found"),
         ("empty.png", b"", "not an image"),
@@ -112,6 +114,18 @@ def test_broken_images_give_their_own_clear_error(tmp_path, name, content, expec
     with pytest.raises(ImageError) as err:
         preprocess.load_digit(path)
     assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_the_size_is_checked_before_any_pixel_is_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    path.write_bytes(bomb_png(8_000, 6_000))
+
+    def decode(*args, **kwargs):
+        raise AssertionError("decoded before the size check")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    with pytest.raises(ImageError, match=r"image too large \(8000x6000 pixels\)"):
+        preprocess.open_image(path)
 
 
 def test_predict_keeps_going_past_every_broken_file(tmp_path, trained_run):

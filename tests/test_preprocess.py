@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import imagegen
-from conftest import render_digits
+from helpers import render_digits
 from mnistcli import preprocess
 from mnistcli.errors import ImageError
 

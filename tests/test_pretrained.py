@@ -3,24 +3,23 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 from typer.testing import CliRunner
 
 import imagegen
-from conftest import REAL_MNIST, needs_real_mnist
+from helpers import REAL_MNIST, needs_real_mnist
 from mnistcli import checkpoint, data, engine, preprocess
 from mnistcli.cli import app
 
 
-def test_bundled_checkpoint_is_a_small_safe_file_with_its_record():
+def test_bundled_model_is_a_small_inference_only_file_with_its_record():
     path = checkpoint.PRETRAINED
-    assert path.is_file(), path
-    assert path.stat().st_size <= 2 * 1024 * 1024
-    ckpt = checkpoint.load(path)  # weights_only
-    assert ckpt["metrics"]["test_acc"] >= 0.996
-    assert ckpt["config"]["command"].startswith("mnistcli train")
-    assert ckpt["config"]["recipe"]["seed"] == 0 and 1 <= ckpt["epoch"] <= ckpt["config"]["recipe"]["epochs"]
+    assert path.is_file() and not path.is_symlink(), path
+    assert path.read_bytes()[8:9] == b"{" and path.stat().st_size <= 300 * 1024  # safetensors, weights only
+    ckpt = checkpoint.load(path)
+    assert ckpt.metrics["test_acc"] >= 0.996
+    assert ckpt.recipe.seed == 0 and 1 <= ckpt.epoch <= ckpt.recipe.epochs
+    assert ckpt.optimizer is None and ckpt.history == [] and not ckpt.resumable
     model = checkpoint.build_model(ckpt, path)
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
@@ -40,11 +39,13 @@ def test_predict_uses_the_bundled_model_when_there_is_no_local_one(tmp_path, mon
 
 
 @needs_real_mnist
-def test_bundled_model_gets_a_batch_of_real_test_images_right():
-    test = data.load_mnist(REAL_MNIST, download_ok=False, val_size=0, splits=("test",)).test
-    model = checkpoint.build_model(checkpoint.load(checkpoint.PRETRAINED))
-    predicted = engine.predict(model, test.images[:200]).argmax(1)
-    assert torch.equal(predicted, test.labels[:200])
+def test_bundled_model_scores_99_6_percent_on_the_whole_real_test_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./checkpoints/best.pt here: the bundled model is the one used
+    result = CliRunner().invoke(app, ["evaluate", "--data-dir", str(REAL_MNIST), "--no-download", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["checkpoint"]["source"] == "bundled pretrained" and doc["images"] == 10_000
+    assert doc["accuracy"] >= 0.996, doc["accuracy"]
 
 
 @needs_real_mnist

@@ -1,26 +1,12 @@
 import json
+import re
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import REAL_MNIST, needs_real_mnist
+from helpers import REAL_MNIST, needs_real_mnist, plain, run
 from mnistcli import checkpoint, trainer
-from mnistcli.cli import app
-from mnistcli.recipes import make_recipe
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def test_help_lists_the_commands():
-    result = run("--help")
-    assert result.exit_code == 0, result.output
-    for command in ("train", "evaluate", "predict", "show-samples"):
-        assert command in result.output
+from mnistcli.recipes import RunOptions
 
 
 def test_list_models_shows_parameter_counts():
@@ -40,30 +26,31 @@ def test_one_epoch_writes_checkpoints_history_and_curves(fixture_data, tmp_path)
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1] and 0 <= history[0]["test_acc"] <= 1
     ckpt = checkpoint.load(out / "best.pt")
-    assert ckpt["model"] == "cnn" and ckpt["epoch"] == 1 and ckpt["metrics"]["val_acc"] == history[0]["val_acc"]
-    assert ckpt["config"]["recipe"]["val_size"] == 100
-    # Not a terminal: plain log lines, a row every 2 batches, no live bar.
-    assert "Epoch 1/1 | train loss" in result.stdout and "Loss" in result.stdout
-    assert result.stdout.count("%") >= 4
+    assert ckpt.model == "cnn" and ckpt.epoch == 1 and ckpt.metrics["val_acc"] == history[0]["val_acc"]
+    assert ckpt.recipe.val_size == 100
+    # Not a terminal: plain lines, no live bar.
+    assert "Epoch 1/1 | train loss" in result.stdout and "━" not in result.stdout
 
 
 def test_report_recipe_is_one_flag(fixture_data, tmp_path):
     result = run("train", "--recipe", "report", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
-    recipe = checkpoint.load(tmp_path / "last.pt")["config"]["recipe"]
-    assert (recipe["model"], recipe["optimizer"], recipe["lr"], recipe["momentum"], recipe["batch_size"]) == (
+    recipe = checkpoint.load(tmp_path / "last.pt").recipe
+    assert (recipe.model, recipe.optimizer, recipe.lr, recipe.momentum, recipe.batch_size) == (
         "report-cnn", "sgd", 0.01, 0.5, 128)
-    assert recipe["val_size"] == 0 and "chosen by test accuracy" in result.stdout
+    assert recipe.val_size == 0 and "chosen by test accuracy" in result.stdout
 
 
-def _fit(data_dir, out, epochs, resume=None, stop=lambda: False, explicit=None, scheduler="onecycle"):
-    recipe = make_recipe(epochs=epochs, val_size=100, batch_size=20, augment=2, ema=0.9, scheduler=scheduler)
-    options = trainer.RunOptions(data_dir=data_dir, download=False, out_dir=out, device="cpu", resume=resume)
-    return trainer.fit(recipe, options, should_stop=stop, explicit=explicit or {"epochs"})
+def _fit(data_dir, out, epochs, resume=None, stop=lambda: False, scheduler="onecycle"):
+    given = {"epochs": epochs}
+    if resume is None:
+        given.update(val_size=100, batch_size=20, augment=2, ema=0.9, scheduler=scheduler)
+    options = RunOptions(data_dir=data_dir, download=False, out_dir=out, device="cpu", resume=resume)
+    return trainer.fit(options, given=given, should_stop=stop)
 
 
 def _same_weights(a, b):
-    sa, sb = checkpoint.load(a)["state_dict"], checkpoint.load(b)["state_dict"]
+    sa, sb = checkpoint.load(a).state_dict, checkpoint.load(b).state_dict
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -81,7 +68,7 @@ def test_stop_after_an_epoch_and_resume_follows_the_same_schedule(fixture_data, 
     _fit(fixture_data, tmp_path / "straight", 2)
     result = _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: (tmp_path / "stopped" / "epoch-001.pt").exists())
     assert result.interrupted and [h["epoch"] for h in result.history] == [1]
-    assert checkpoint.load(tmp_path / "stopped" / "last.pt")["partial"] is None
+    assert checkpoint.load(tmp_path / "stopped" / "last.pt").partial is None
     _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped")
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
 
@@ -92,7 +79,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(fixture_data, tmp_path):
     result = _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: next(calls) >= 0)  # stop at once
     assert result.interrupted and result.interrupted_at == (1, 1)  # stops after the batch in progress
     partial = checkpoint.load(tmp_path / "stopped" / "last.pt")
-    assert partial["epoch"] == 0 and partial["partial"]["batch"] == 1
+    assert partial.epoch == 0 and partial.partial["batch"] == 1
     result = _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped" / "last.pt")
     assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
@@ -125,14 +112,32 @@ def test_missing_data_is_one_clear_line(tmp_path):
         (("--epochs", "0"), "--epochs must be at least 1"),
         (("--batch-size", "0"), "--batch-size must be at least 1"),
         (("--lr", "-1"), "--lr must be a positive number"),
-        (("--model", "nope"), "choose from: fc, report-cnn, cnn"),
-        (("--optimizer", "lbfgs"), "choose from: sgd, adam, adamw"),
-        (("--recipe", "fast"), "unknown recipe"),
+        (("--keep", "0"), "--keep must be at least 1"),
     ],
 )
-def test_impossible_options_are_refused_before_any_work(tmp_path, args, expected):
+def test_impossible_values_are_refused_before_any_work(tmp_path, args, expected):
     result = run("train", *args, "--data-dir", tmp_path / "none", "--no-download", "--out-dir", tmp_path / "o")
     assert result.exit_code == 2 and expected in result.stderr, result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "option, choices",
+    [
+        ("--model", ["cnn", "report-cnn", "fc"]),
+        ("--optimizer", ["sgd", "adam", "adamw"]),
+        ("--scheduler", ["onecycle", "cosine", "none"]),
+        ("--recipe", ["default", "report"]),
+        ("--dataset", ["mnist", "fashion-mnist", "kmnist", "emnist-digits"]),
+        ("--device", ["auto", "cpu", "cuda", "mps"]),
+        ("--precision", ["auto", "fp32", "bf16"]),
+    ],
+)
+def test_the_parser_refuses_an_unknown_choice_with_the_list(tmp_path, option, choices):
+    result = run("train", option, "nope", "--data-dir", tmp_path / "none", "--out-dir", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    message = plain(result.stderr)
+    assert "'nope'" in message and all(f"'{c}'" in message for c in choices), result.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -144,6 +149,7 @@ def test_cuda_device_without_cuda_is_refused(tmp_path):
 
 
 @needs_real_mnist
+@pytest.mark.slow
 def test_default_model_reaches_98_5_percent_in_one_epoch_on_real_mnist(tmp_path):
     result = run("train", "--epochs", 1, "--data-dir", REAL_MNIST, "--no-download", "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
@@ -151,10 +157,143 @@ def test_default_model_reaches_98_5_percent_in_one_epoch_on_real_mnist(tmp_path)
     assert history[0]["test_acc"] >= 0.985, history
 
 
+@pytest.mark.slow
 def test_compile_trains_and_saves_a_plain_checkpoint(fixture_data, tmp_path):
     result = run("train", "--compile", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path,
                  "--val-size", 100, "--batch-size", 100, "--precision", "fp32")
     assert result.exit_code == 0, result.output
     ckpt = checkpoint.load(tmp_path / "best.pt")
-    assert not any(k.startswith("_orig_mod.") for k in ckpt["state_dict"])
+    assert not any(k.startswith("_orig_mod.") for k in ckpt.state_dict)
     checkpoint.build_model(ckpt)
+
+
+def test_best_pt_is_the_epoch_with_the_best_validation_accuracy(fixture_data, tmp_path, monkeypatch):
+    """Validation accuracy goes up, then down; test accuracy is best in the last epoch (a trap)."""
+    from mnistcli.engine import EvalResult
+
+    scripted = iter([0.50, 0.95, 0.90, 0.99, 0.70, 0.999])  # (val, test) for epochs 1, 2, 3
+
+    def fake_evaluate(model, split):
+        acc = next(scripted)
+        return EvalResult(1 - acc, int(acc * 1000), 1000, torch.zeros(0, 10), torch.zeros(0))
+
+    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    result = _fit(fixture_data, tmp_path, 3)
+    assert [h["val_acc"] for h in result.history] == [0.5, 0.9, 0.7]
+    assert result.best_epoch == 2
+    best, last = checkpoint.load(tmp_path / "best.pt"), checkpoint.load(tmp_path / "last.pt")
+    assert best.epoch == 2 and best.metrics["val_acc"] == 0.9 and last.epoch == 3 and last.best_epoch == 2
+    assert torch.equal(best.state_dict["head.2.weight"], checkpoint.load(tmp_path / "epoch-002.pt").state_dict["head.2.weight"])
+
+
+def test_without_a_validation_split_best_pt_is_chosen_by_test_accuracy(fixture_data, tmp_path, monkeypatch):
+    from mnistcli.engine import EvalResult
+
+    scripted = iter([0.6, 0.9, 0.8])  # test only
+
+    monkeypatch.setattr(
+        trainer, "evaluate", lambda m, s: (lambda a: EvalResult(1 - a, int(a * 100), 100, torch.zeros(0, 10), torch.zeros(0)))(next(scripted))
+    )
+    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    result = trainer.fit(options, given={"epochs": 3, "val_size": 0, "batch_size": 50})
+    assert result.best_epoch == 2 and checkpoint.load(tmp_path / "best.pt").epoch == 2
+
+
+def test_the_weight_average_is_what_is_saved_and_it_differs_from_the_raw_weights(trained_run):
+    ckpt = checkpoint.load(trained_run / "last.pt")
+    assert ckpt.recipe.ema > 0 and ckpt.train_state_dict is not None
+    steps = sum(h["steps"] for h in ckpt.history)
+    assert ckpt.ema_steps == steps
+    floats = [k for k, v in ckpt.state_dict.items() if v.dtype.is_floating_point]
+    assert all(not torch.equal(ckpt.state_dict[k], ckpt.train_state_dict[k]) for k in floats if "running" not in k)
+    # Evaluating the saved weights gives the recorded accuracy: they are what was scored.
+    assert ckpt.metrics["test_acc"] == ckpt.history[-1]["test_acc"]
+
+
+def test_the_weight_average_matches_one_computed_by_hand():
+    from mnistcli.engine import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.bias.fill_(0.0)
+    average = WeightAverage(model, decay=0.8)
+    expected = 0.0
+    for n, w in enumerate([1.0, 2.0, -3.0, 4.0, 10.0, 0.5], start=1):
+        with torch.no_grad():
+            model.weight.fill_(w)
+        average.update()
+        d = min(0.8, (1 + n) / (10 + n))  # the decay warms up
+        expected = d * expected + (1 - d) * w
+        assert average.model.weight[0, 0].item() == pytest.approx(expected, rel=1e-6), n
+    assert average.steps == 6 and model.weight[0, 0].item() == 0.5  # the model itself is untouched
+
+
+def test_a_resumed_run_continues_the_same_average(fixture_data, tmp_path):
+    _fit(fixture_data, tmp_path / "straight", 2)
+    _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: (tmp_path / "stopped" / "epoch-001.pt").exists())
+    _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped")
+    a, b = checkpoint.load(tmp_path / "straight" / "last.pt"), checkpoint.load(tmp_path / "stopped" / "last.pt")
+    assert a.ema_steps == b.ema_steps > 0
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert not all(torch.equal(a.state_dict[k], a.train_state_dict[k]) for k in a.state_dict)
+
+
+def test_a_row_of_loss_and_accuracy_every_log_every_batches(fixture_data, tmp_path):
+    # 500 training images in batches of 64: 8 batches per epoch; a row every 3 -> batches 3 and 6.
+    result = run("train", "--epochs", 2, "--data-dir", fixture_data, "--out-dir", tmp_path, "--val-size", 100,
+                 "--log-every", 3, "--batch-size", 64)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)%\s*$", result.stdout, re.MULTILINE)
+    assert [(int(e), int(b)) for e, b, _, _ in rows] == [(1, 3), (1, 6), (2, 3), (2, 6)], result.stdout
+
+
+def test_the_schedule_spans_the_epochs_asked_for(fixture_data, tmp_path):
+    for epochs in (1, 3):
+        out = tmp_path / str(epochs)
+        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
+        trainer.fit(options, given={"epochs": epochs, "batch_size": 50, "val_size": 100, "lr": 0.2})
+        ckpt = checkpoint.load(out / "last.pt")
+        assert ckpt.scheduler["total_steps"] == epochs * 10 and ckpt.scheduler["last_epoch"] == epochs * 10
+        lrs = [h["lr"] for h in ckpt.history]
+        assert lrs[-1] < 0.2 / 20  # annealed to (almost) nothing at the end of the run, not of epoch 1
+        if epochs == 3:
+            assert lrs[0] > 0.1  # still high after epoch 1 of 3
+
+
+def test_data_dir_from_the_environment_is_used_and_recorded(fixture_data, tmp_path):
+    result = run("train", "--epochs", 1, "--out-dir", tmp_path, "--val-size", 100, "--no-download",
+                 env={"MNISTCLI_DATA_DIR": str(fixture_data)})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert str(fixture_data) in result.stdout
+    assert checkpoint.load(tmp_path / "last.pt").data_dir == fixture_data.resolve()
+
+
+def test_recipe_options_given_explicitly_override_the_preset(fixture_data, tmp_path):
+    result = run("train", "--recipe", "report", "--lr", "0.05", "--epochs", 1, "--data-dir", fixture_data,
+                 "--out-dir", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recipe = checkpoint.load(tmp_path / "last.pt").recipe
+    assert (recipe.lr, recipe.momentum, recipe.model, recipe.val_size) == (0.05, 0.5, "report-cnn", 0)
+
+
+def test_recipe_with_resume_is_refused(fixture_data, tmp_path):
+    assert run("train", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path, "--val-size", 100).exit_code == 0
+    result = run("train", "--resume", tmp_path, "--recipe", "report", "--epochs", 2, "--data-dir", fixture_data)
+    assert result.exit_code == 2 and "--recipe cannot be combined with --resume" in result.stderr
+
+
+def test_each_logged_row_covers_only_the_batches_since_the_last_row():
+    from mnistcli.data import Split
+    from mnistcli.engine import train_epoch
+
+    torch.manual_seed(0)
+    split = Split("train", torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (100,)))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    events = []
+    stats, done = train_epoch(model, split, torch.optim.SGD(model.parameters(), lr=0.01), batch_size=10,
+                              order=torch.arange(100), log_every=3, on_batch=events.append)  # fmt: skip
+    windows = [(e.batch, e.window) for e in events if e.window is not None]
+    assert [b for b, _ in windows] == [3, 6, 9] and done == 10 and stats.seen == 100
+    assert all(w.seen == 30 for _, w in windows)  # 3 batches of 10, not everything so far
+    assert sum(w.loss_sum for _, w in windows) < stats.loss_sum  # the epoch also counts batch 10

@@ -1,61 +1,10 @@
-"""The networks, and a registry to build them by name: create_model(name, **args)."""
+"""The networks. Build them by name with `mnistcli.models.create_model`; the registry is there."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from mnistcli.errors import OptionError
-
-DEFAULT_MODEL = "cnn"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    builder: Callable[..., nn.Module]
-    description: str
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(name: str, description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelSpec(name, builder, description)
-        return builder
-
-    return add
-
-
-def model_names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def model_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise OptionError(f"unknown model {name!r}; choose from: {', '.join(_REGISTRY)}") from None
-
-
-def create_model(name: str, **args) -> nn.Module:
-    """Build a registered model; `args` are its constructor arguments (stored in checkpoints)."""
-    spec = model_spec(name)
-    try:
-        return spec.builder(**args)
-    except TypeError as exc:
-        raise OptionError(f"bad arguments for model {name!r}: {exc}") from None
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-@register("fc", "fully connected: 784 -> 256 -> 128 -> 10, ReLU")
 class FullyConnected(nn.Module):
     def __init__(self, hidden: tuple[int, ...] | list[int] = (256, 128)):
         super().__init__()
@@ -71,7 +20,6 @@ class FullyConnected(nn.Module):
         return self.net(x)
 
 
-@register("report-cnn", "the report's CNN as printed: conv 1->10 k5, pool, conv 10->20 k5, pool, 320->50->10")
 class ReportCNN(nn.Module):
     """Exactly the report's network; note it has no activation between its two linear layers."""
 
@@ -101,7 +49,6 @@ def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     ]
 
 
-@register("cnn", "batch-norm CNN (default): 3 x (conv, max-pool, batch norm, ReLU) with 24-48-64 channels, linear 576->10")
 class BatchNormCNN(nn.Module):
     """Three conv + batch norm + pool stages; sized to train fast on a 2-core CPU."""
 

@@ -1,0 +1,1 @@
+"""The commands of `mnistcli`, one module each: parse options, call the core, render with `ui`."""

@@ -1,0 +1,59 @@
+"""The optimiser and the learning-rate schedule a recipe asks for."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from mnistcli.recipes import Recipe
+
+
+def make_optimizer(r: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    # No weight decay on biases and batch-norm parameters (all 1-D tensors).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # foreach: one multi-tensor kernel per update instead of a loop over the parameters.
+    if r.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, foreach=True
+        )
+    if r.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=r.lr, foreach=True)
+    return torch.optim.AdamW(groups, lr=r.lr, foreach=True)
+
+
+def make_scheduler(
+    r: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
+    """A per-step schedule that spans exactly the epochs asked for."""
+    total = r.epochs * steps_per_epoch
+    if r.scheduler == "onecycle" and total >= 10:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            # cycle_momentum off: --momentum means what it says for the whole run.
+            optimizer,
+            max_lr=r.lr,
+            total_steps=total,
+            pct_start=0.25,
+            cycle_momentum=False,
+        )
+    if r.scheduler in ("cosine", "onecycle"):  # OneCycle needs a few steps to warm up
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return None
+
+
+def continue_schedule(
+    r: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int, steps_done: int
+) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
+    """A schedule over `r.epochs` (which a resume may have changed), stepped to where the run was."""
+    import warnings
+
+    scheduler = make_scheduler(r, optimizer, steps_per_epoch)
+    if scheduler is not None:
+        with warnings.catch_warnings():  # stepping the schedule alone is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(steps_done):
+                scheduler.step()
+    return scheduler

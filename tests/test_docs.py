@@ -1,0 +1,62 @@
+"""What the README and the help promise, checked against the code."""
+
+import re
+
+import torch
+
+from helpers import ROOT, run
+from mnistcli import checkpoint
+from mnistcli.models import count_parameters, create_model, model_names
+
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def test_the_checkpoint_keys_in_the_readme_are_what_train_writes(trained_run):
+    listed = re.search(r"hold these keys: (.*?)\.\n", _section("Checkpoint format"), re.S)
+    assert listed, "the README's checkpoint section lists the keys"
+    keys = re.findall(r"`(\w+)`", listed.group(1))
+    written = torch.load(trained_run / "last.pt", weights_only=True)
+    assert sorted(keys) == sorted(written) == sorted(checkpoint.Checkpoint.__dataclass_fields__)
+
+
+def test_the_parameter_counts_in_the_readme_are_the_models():
+    rows = dict(re.findall(r"^\| `([\w-]+)`[^|]*\| ([\d,]+) \|", _section("Models"), re.M))
+    assert sorted(rows) == sorted(model_names())
+    for name, count in rows.items():
+        assert int(count.replace(",", "")) == count_parameters(create_model(name)), name
+
+
+def test_help_lists_exactly_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0, result.output
+    panel = result.stdout[result.stdout.index("Commands") :]
+    names = re.findall(r"^│ (\S+) ", panel, re.M)
+    assert names == ["train", "evaluate", "predict", "show-samples"], names
+
+
+# Options with nothing to default to (a path that is only used when given).
+NO_DEFAULT = {
+    "train": {"--resume"},
+    "evaluate": {"--out-dir", "--model"},
+    "predict": {"--save-inputs", "--model"},
+    "show-samples": {"--per-class", "--checkpoint"},
+}
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    for command, exempt in NO_DEFAULT.items():
+        result = run(command, "--help")
+        assert result.exit_code == 0, result.output
+        blocks = [" ".join(re.sub(r"[│╭╮╰╯─]", " ", b).split()) for b in re.split(r"\n(?=│ --)", result.stdout)[1:]]
+        assert len(blocks) > 3, command
+        for text in blocks:
+            name = text.split()[0]
+            assert len(text) > len(name) + 12, f"{command} {name} has no help"
+            if "<bool>" not in text and name not in exempt | {"--help"}:
+                assert "[default:" in text, f"{command} {name} shows no default: {text}"
