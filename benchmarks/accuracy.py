@@ -34,19 +34,38 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(args.keep / f"seed-{seed}") if args.keep else tmp
-            cmd = [sys.executable, "-m", "mnistcli", "train", "--epochs", str(args.epochs), "--seed", str(seed),
-                   "--data-dir", str(args.data_dir), "--no-download", "--out-dir", out, *args.extra.split()]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "mnistcli",
+                "train",
+                "--epochs",
+                str(args.epochs),
+                "--seed",
+                str(seed),
+                "--data-dir",
+                str(args.data_dir),
+                "--no-download",
+                "--out-dir",
+                out,
+                *args.extra.split(),
+            ]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
             wall = time.perf_counter() - t0
             history = json.loads((Path(out) / "history.json").read_text())
-        best = max(history, key=lambda h: (h["val_acc"] if h["val_acc"] is not None else h["test_acc"]))
+        best = max(history, key=lambda h: h["val_acc"] if h["val_acc"] is not None else h["test_acc"])
         rows.append((seed, wall, history[-1]["test_acc"], best["epoch"], best["test_acc"]))
-        print(f"seed {seed}: {wall:6.0f} s, last epoch test {100 * history[-1]['test_acc']:.2f}%, "
-              f"best.pt (epoch {best['epoch']}) test {100 * best['test_acc']:.2f}%", flush=True)  # fmt: skip
-    print(f"median over {len(rows)} seeds: {statistics.median(r[1] for r in rows):.0f} s, "
-          f"last epoch {100 * statistics.median(r[2] for r in rows):.2f}%, "
-          f"best.pt {100 * statistics.median(r[4] for r in rows):.2f}%")  # fmt: skip
+        print(
+            f"seed {seed}: {wall:6.0f} s, last epoch test {100 * history[-1]['test_acc']:.2f}%, "
+            f"best.pt (epoch {best['epoch']}) test {100 * best['test_acc']:.2f}%",
+            flush=True,
+        )
+    print(
+        f"median over {len(rows)} seeds: {statistics.median(r[1] for r in rows):.0f} s, "
+        f"last epoch {100 * statistics.median(r[2] for r in rows):.2f}%, "
+        f"best.pt {100 * statistics.median(r[4] for r in rows):.2f}%"
+    )
 
 
 if __name__ == "__main__":

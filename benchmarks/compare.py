@@ -37,8 +37,18 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
 
 def baseline(args) -> dict:
     t0 = time.perf_counter()
-    wall, out = timed([sys.executable, "benchmarks/report_loop.py", "--epochs", str(args.baseline_epochs),
-                       "--data-dir", str(args.data_dir), "--seed", str(args.seed)])  # fmt: skip
+    wall, out = timed(
+        [
+            sys.executable,
+            "benchmarks/report_loop.py",
+            "--epochs",
+            str(args.baseline_epochs),
+            "--data-dir",
+            str(args.data_dir),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     start_cost = wall - json.loads(out.strip().splitlines()[-1])["elapsed"]  # interpreter + imports
     epochs = [json.loads(line) for line in out.strip().splitlines()]
     hit = next((e for e in epochs if e["test_acc"] >= TARGET), None)
@@ -55,8 +65,22 @@ def baseline(args) -> dict:
 
 def mnistcli(args, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        wall, _ = timed([sys.executable, "-m", "mnistcli", "train", "--data-dir", str(args.data_dir), "--no-download",
-                         "--out-dir", out, "--seed", str(args.seed), *extra])  # fmt: skip
+        wall, _ = timed(
+            [
+                sys.executable,
+                "-m",
+                "mnistcli",
+                "train",
+                "--data-dir",
+                str(args.data_dir),
+                "--no-download",
+                "--out-dir",
+                out,
+                "--seed",
+                str(args.seed),
+                *extra,
+            ]
+        )
         history = json.loads((Path(out) / "history.json").read_text())
     return {
         "images_per_s": statistics.median(h["images_per_s"] for h in history),
@@ -99,20 +123,29 @@ def main() -> None:
     ref = b_whole if never else b_target  # the baseline's 20 epochs when it never gets there
     print(f"\n{os.cpu_count()} CPUs, seed {args.seed}, medians of {args.repeats} round(s)\n")
     print(f"{'run':44s} {'img/s':>8s} {'s/epoch':>8s} {'s to 99.0%':>11s} {'test acc':>9s}")
-    print(f"{'report loop (baseline), %d epochs' % base[0]['epochs']:44s} {b_ips:8.0f} {b_epoch:8.1f} "
-          f"{('never (%.0f s)' % b_whole) if never else ('%.1f' % b_target):>11s} {100 * med(base, 'final_acc'):8.2f}%")  # fmt: skip
-    for key, label in (("report", f"mnistcli --recipe report, {args.report_epochs} epochs"),
-                       ("default", "mnistcli train --epochs 1 (default recipe)")):  # fmt: skip
+    label = f"report loop (baseline), {base[0]['epochs']} epochs"
+    print(
+        f"{label:44s} {b_ips:8.0f} {b_epoch:8.1f} "
+        f"{(f'never ({b_whole:.0f} s)') if never else (f'{b_target:.1f}'):>11s} {100 * med(base, 'final_acc'):8.2f}%"
+    )
+    for key, label in (
+        ("report", f"mnistcli --recipe report, {args.report_epochs} epochs"),
+        ("default", "mnistcli train --epochs 1 (default recipe)"),
+    ):
         rr = runs[key]
         target = med(rr, "to_target_s")
-        print(f"{label:44s} {med(rr, 'images_per_s'):8.0f} {med(rr, 'epoch_s'):8.1f} "
-              f"{('%.1f' % target) if target else '-':>11s} {100 * med(rr, 'final_acc'):8.2f}%")  # fmt: skip
+        print(
+            f"{label:44s} {med(rr, 'images_per_s'):8.0f} {med(rr, 'epoch_s'):8.1f} "
+            f"{(f'{target:.1f}') if target else '-':>11s} {100 * med(rr, 'final_acc'):8.2f}%"
+        )
     print("\nratios")
     print(f"  report recipe images/s vs baseline: {med(runs['report'], 'images_per_s') / b_ips:.1f}x")
     d_target = med(runs["default"], "to_target_s")
     if d_target:
-        print(f"  time to 99.0%: baseline {'never, all epochs: ' if never else ''}{ref:.0f} s / "
-              f"mnistcli {d_target:.1f} s = {ref / d_target:.1f}x shorter")  # fmt: skip
+        print(
+            f"  time to 99.0%: baseline {'never, all epochs: ' if never else ''}{ref:.0f} s / "
+            f"mnistcli {d_target:.1f} s = {ref / d_target:.1f}x shorter"
+        )
     print("\nper-epoch test accuracy, baseline vs mnistcli --recipe report:")
     print("  baseline: " + " ".join(f"{100 * a:.2f}" for a in base[0]["accs"]))
     print("  mnistcli: " + " ".join(f"{100 * a:.2f}" for a in runs["report"][0]["accs"]))

@@ -45,9 +45,29 @@ def main() -> None:
         rows = []
         for seed in range(args.repeats):
             with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, "-m", "mnistcli", "train", "--device", "cuda", "--epochs", str(epochs),
-                       "--batch-size", str(batch), "--lr", str(lr), "--seed", str(seed), "--val-size", "0",
-                       "--data-dir", str(args.data_dir), "--no-download", "--out-dir", out]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "mnistcli",
+                    "train",
+                    "--device",
+                    "cuda",
+                    "--epochs",
+                    str(epochs),
+                    "--batch-size",
+                    str(batch),
+                    "--lr",
+                    str(lr),
+                    "--seed",
+                    str(seed),
+                    "--val-size",
+                    "0",
+                    "--data-dir",
+                    str(args.data_dir),
+                    "--no-download",
+                    "--out-dir",
+                    out,
+                ]
                 if args.compile:
                     cmd.append("--compile")
                 t0 = time.perf_counter()

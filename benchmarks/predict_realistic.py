@@ -24,8 +24,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import imagegen  # noqa: E402
 from mnistcli import checkpoint, data, engine, preprocess  # noqa: E402
+
+import imagegen  # noqa: E402
 
 
 def naive(path: Path) -> np.ndarray:
@@ -58,8 +59,10 @@ def main() -> None:
     naive_pred = engine.predict(model, torch.from_numpy(np.stack([naive(p) for p, _, _ in files]))).argmax(1).tolist()
     original = engine.predict(model, test.images[idx]).argmax(1)
     print(f"checkpoint: {doc['checkpoint']['path']} ({doc['checkpoint']['summary']})")
-    print(f"{len(idx)} test digits per style; the same digits as 28x28 originals: "
-          f"{100 * float((original == test.labels[idx]).float().mean()):.1f}%")
+    print(
+        f"{len(idx)} test digits per style; the same digits as 28x28 originals: "
+        f"{100 * float((original == test.labels[idx]).float().mean()):.1f}%"
+    )
     print(f"{'style':18s} {'mnistcli predict':>17s} {'resize whole picture':>21s}")
     total = total_naive = 0
     for style in imagegen.STYLES:

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, background: float) -> torch.Tensor:
     """Shift each image of a batch (B, 1, H, W) by its own random -max..max pixels in x and y;
     `background` is the value of a blank pixel after normalisation (-mean / std)."""
@@ -20,4 +19,3 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, ba
     cols = shifts[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
     return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
-

@@ -145,7 +145,8 @@ class Checkpoint:
 def _check_version(version: Any, path: Path | str) -> None:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {version!r} is newer than this mnistcli reads ({FORMAT_VERSION}); upgrade mnistcli"
+            f"{path}: checkpoint format {version!r} is newer than this mnistcli reads ({FORMAT_VERSION}); "
+            "upgrade mnistcli"
         )
 
 
@@ -321,8 +322,8 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k).to(map_location) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except Exception as exc:  # noqa: BLE001 (safetensors' error type moved between releases)
+            tensors = {k: f.get_tensor(k).to(map_location) for k in f.keys()}
+    except Exception as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
     try:
         meta = json.loads(header[_METADATA_KEY])

@@ -11,22 +11,23 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-from mnistcli.errors import DataError
 from mnistcli.datasets import DEFAULT_VAL_SIZE, MEAN, MNIST_SPEC, STD, DatasetSpec, dataset_spec
+from mnistcli.errors import DataError
 
 # The validation split is carved with its own fixed seed, so that runs with
 # different training seeds are compared on the same held-out images.
 SPLIT_SEED = 12345
 
 # IDX type codes -> numpy big-endian dtypes.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -74,12 +75,12 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
     return parse_idx(raw, str(path))
 
 
@@ -101,7 +102,8 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: truncated or corrupt IDX file: header says {shape} "
             f"({expected} bytes of data), file has {len(raw) - header}"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    native = np.dtype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(native)
 
 
 def _candidates(base: str) -> list[str]:
@@ -142,7 +144,7 @@ def download(root: Path, spec: DatasetSpec = MNIST_SPEC, looked: Optional[list[P
         cls = getattr(torchvision.datasets, spec.torchvision_class)
         for train in (True, False):
             cls(str(root), train=train, download=True, **dict(spec.torchvision_args))
-    except Exception as exc:  # noqa: BLE001 (network errors come in many types: URLError, RuntimeError, OSError)
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{missing_data_message(looked or [root], spec)} (download failed: {reason})") from exc
 
@@ -183,10 +185,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.name, self.images.to(device), self.labels.to(device), self.mean, self.std)
 
-    def subset(self, index: torch.Tensor, name: Optional[str] = None) -> "Split":
+    def subset(self, index: torch.Tensor, name: Optional[str] = None) -> Split:
         return Split(name or self.name, self.images[index], self.labels[index], self.mean, self.std)
 
 
@@ -206,9 +208,11 @@ class Dataset:
         return list(self.spec.classes)
 
     def split(self, name: str) -> Split:
-        if name == "val" and self.val is None:
-            raise DataError("there is no validation split (--val-size 0)")
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
+        if name == "val":
+            if self.val is None:
+                raise DataError("there is no validation split (--val-size 0)")
+            return self.val
+        return {"train": self.train, "test": self.test}[name]
 
 
 def _load_split(name: str, images_path: Path, labels_path: Path, spec: DatasetSpec = MNIST_SPEC) -> Split:
@@ -222,8 +226,13 @@ def _load_split(name: str, images_path: Path, labels_path: Path, spec: DatasetSp
         raise DataError(f"{labels_path}: {labels.shape[0] if labels.ndim else 0} labels for {images.shape[0]} images")
     if labels.size and int(labels.max()) >= len(spec.classes):
         raise DataError(f"{labels_path}: label {int(labels.max())} is out of range 0-{len(spec.classes) - 1}")
-    return Split(name, torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)),
-                 spec.mean, spec.std)  # fmt: skip
+    return Split(
+        name,
+        torch.from_numpy(np.ascontiguousarray(images)),
+        torch.from_numpy(labels.astype(np.int64)),
+        spec.mean,
+        spec.std,
+    )
 
 
 def validation_indices(n: int, val_size: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,8 +67,20 @@ def shutdown() -> None:
 
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `torchrun --nproc-per-node nproc -m mnistcli ARGV` and return its exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
-           "-m", "mnistcli", *argv]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--standalone",
+        "-m",
+        "mnistcli",
+        *argv,
+    ]
     # Each process gets an equal share of the cores (torchrun would otherwise pin every worker to 1 thread).
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
+    }
     return subprocess.call(cmd, env=env)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,7 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
 
 def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
     """Move a model to `device` in channels-last layout (the layout data.normalize gives batches)."""
-    return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Stats:
     def accuracy(self) -> float:
         return self.correct / self.seen if self.seen else float("nan")
 
-    def add(self, other: "Stats") -> None:
+    def add(self, other: Stats) -> None:
         self.loss_sum += other.loss_sum
         self.correct += other.correct
         self.seen += other.seen
@@ -135,9 +136,8 @@ def train_epoch(
     pending_correct = torch.zeros((), dtype=torch.int64, device=split.images.device)
     pending_seen = 0
     done = start_batch
-    for x, y in iterate_batches(split, batch_size, order=order, start=start_batch):
-        if augment is not None:
-            x = augment(x)
+    for batch, y in iterate_batches(split, batch_size, order=order, start=start_batch):
+        x = augment(batch) if augment is not None else batch
         with torch.autocast(split.images.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
@@ -235,8 +235,7 @@ class WeightAverage:
         self.decay = decay
         self.steps = steps
         self._pairs = [
-            (mine, theirs)
-            for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values())
+            (mine, theirs) for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values())
         ]
 
     @torch.no_grad()

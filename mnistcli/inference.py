@@ -5,9 +5,10 @@ belongs to, and picking and titling images for grids. What `predict`, `evaluate`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -119,7 +120,7 @@ def sample_titles(
 
 
 def mistake_titles(result: EvalResult, indices: torch.Tensor, classes: Sequence[str]) -> list[str]:
-    """"true 4, pred 9 / 87%" for each of `indices`."""
+    """ "true 4, pred 9 / 87%" for each of `indices`."""
     confidence, predicted = result.probabilities.max(1)
     return [
         f"true {classes[int(result.labels[i])]}, pred {classes[int(predicted[i])]}\n{100 * float(confidence[i]):.0f}%"

@@ -21,10 +21,15 @@ def per_class(cm: torch.Tensor) -> list[dict[str, float]]:
     denom = precision + recall
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
     return [
-        {"class": c, "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
-         "support": int(support[c])}
+        {
+            "class": c,
+            "precision": float(precision[c]),
+            "recall": float(recall[c]),
+            "f1": float(f1[c]),
+            "support": int(support[c]),
+        }
         for c in range(cm.shape[0])
-    ]  # fmt: skip
+    ]
 
 
 def worst_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:

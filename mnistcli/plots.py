@@ -5,8 +5,9 @@ Uses matplotlib's object API on the Agg canvas, so it works with no display.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from matplotlib.figure import Figure
 
@@ -30,7 +31,7 @@ def training_curves(history: Sequence[dict], path: Path, title: Optional[str] = 
         acc = [h.get(f"{split}_acc") for h in history]
         if all(v is None for v in acc):
             continue
-        style = dict(color=color, marker="o", markersize=3, label=split)
+        style = {"color": color, "marker": "o", "markersize": 3, "label": split}
         ax_loss.plot(epochs, loss, **style)
         ax_acc.plot(epochs, [100 * a if a is not None else None for a in acc], **style)
     ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy)", title="Loss")
@@ -96,8 +97,15 @@ def confusion_figure(cm, classes: Sequence[str], path: Path, title: str = "Confu
             value = counts[t, p]
             if value:
                 strong = t != p and value > 0.5 * off.max()
-                ax.text(p, t, str(value), ha="center", va="center", fontsize=7,
-                        color="white" if strong else ("darkgreen" if t == p else "black"))  # fmt: skip
+                ax.text(
+                    p,
+                    t,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if strong else ("darkgreen" if t == p else "black"),
+                )
     return save_figure(fig, path)
 
 

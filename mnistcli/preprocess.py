@@ -41,16 +41,16 @@ def open_image(path: Path) -> Image.Image:
             image.load()
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: image too large (decompression bomb protection)") from None
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path}: is a folder") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image too large (decompression bomb protection)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{path}: truncated or corrupt image ({exc})") from None
+        raise ImageError(f"{path}: truncated or corrupt image ({exc})") from exc
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not lose the picture
@@ -81,7 +81,8 @@ def to_grey(image: Image.Image) -> np.ndarray:
 def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Anti-aliased resize of a float image to (width, height)."""
     img = Image.fromarray(a.astype(np.float32), mode="F")
-    return np.asarray(img.resize(size, Image.LANCZOS if size[0] < img.width else Image.BILINEAR), dtype=np.float32)
+    method = Image.Resampling.LANCZOS if size[0] < img.width else Image.Resampling.BILINEAR
+    return np.asarray(img.resize(size, method), dtype=np.float32)
 
 
 def _components(mask: np.ndarray, max_side: int = 64) -> np.ndarray:
@@ -118,7 +119,7 @@ def _otsu(values: np.ndarray) -> float:
 def _background(ink: np.ndarray) -> np.ndarray:
     """Slowly varying background light (uneven paper, shadows), estimated without the strokes."""
     h, w = ink.shape
-    small = np.array(Image.fromarray(ink, mode="F").resize((32, 32), Image.BOX), dtype=np.float32)
+    small = np.array(Image.fromarray(ink, mode="F").resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
     t = torch.from_numpy(small)[None, None]
     opened = -F.max_pool2d(-t, 7, stride=1, padding=3)  # min filter: the paper between strokes
     smooth = F.avg_pool2d(F.pad(opened, (3, 3, 3, 3), mode="replicate"), 7, stride=1)
@@ -234,9 +235,9 @@ def load_digit(path: Path, raw: bool = False, object_size: int = DIGIT_SIZE) -> 
     except ImageError as exc:
         if str(exc).startswith(str(path)):
             raise
-        raise ImageError(f"{path}: {exc}") from None
+        raise ImageError(f"{path}: {exc}") from exc
     except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read the picture ({exc})") from None
+        raise ImageError(f"{path}: cannot read the picture ({exc})") from exc
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

@@ -136,7 +136,9 @@ def resolve(
     ]
     if conflicts:
         raise OptionError(
-            "cannot resume with " + ", ".join(conflicts) + "; drop these options or start a new run with another --out-dir"
+            "cannot resume with "
+            + ", ".join(conflicts)
+            + "; drop these options or start a new run with another --out-dir"
         )
     recipe = replace(base, **{k: new for k, (_, new) in changed.items()})
     check(recipe)

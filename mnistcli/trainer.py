@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -450,7 +451,9 @@ def evaluate_and_record(run: Run, epoch: int, progress: EpochProgress) -> dict[s
     return record
 
 
-def make_checkpoint(run: Run, epoch: int, metrics: dict[str, Any], partial: Optional[dict[str, Any]] = None) -> Checkpoint:
+def make_checkpoint(
+    run: Run, epoch: int, metrics: dict[str, Any], partial: Optional[dict[str, Any]] = None
+) -> Checkpoint:
     """Everything needed to use the run's weights and to resume it exactly."""
     return Checkpoint(
         model=run.recipe.model,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from rich import box
+from rich.color import Color
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.color import Color
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -58,7 +59,9 @@ _LOG_COLUMNS = (("Epoch", 7), ("Batch", 7), ("Loss", 8), ("Acc", 8))
 
 
 def _log_table(show_header: bool) -> Table:
-    table = Table(box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, show_edge=False, pad_edge=False)
+    table = Table(
+        box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, show_edge=False, pad_edge=False
+    )
     for name, width in _LOG_COLUMNS:
         table.add_column(name, justify="right", width=width)
     return table
@@ -81,7 +84,7 @@ class TrainDisplay:
             transient=True,
             disable=not self.live,
         )
-        self.task = None
+        self.task: Optional[TaskID] = None
         self.header_shown = False
         self.epochs = 0
         self.batch_size = 0
@@ -98,8 +101,10 @@ class TrainDisplay:
                 self.out.print(f"  --{name.replace('_', '-')}: {old} -> {new}")
         self.out.print(
             f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device} ({info.precision})"
-            + (f" x {info.processes} processes" if info.processes > 1 else "") + "; "
-            f"data {escape(info.data_source)}: {info.train_size:,} train, {info.val_size:,} val, {info.test_size:,} test",
+            + (f" x {info.processes} processes" if info.processes > 1 else "")
+            + "; "
+            f"data {escape(info.data_source)}: "
+            f"{info.train_size:,} train, {info.val_size:,} val, {info.test_size:,} test",
             soft_wrap=True,
         )
         self.out.print(
@@ -129,13 +134,18 @@ class TrainDisplay:
             dt = time.perf_counter() - self.t0
             speed = (event.batch - self.start_batch) * self.batch_size / dt if dt > 0 else 0
             self.progress.update(
-                self.task, completed=event.batch, loss=f"{event.epoch.loss:.4f}",
-                acc=f"{100 * event.epoch.accuracy:.2f}%", speed=f"{speed:,.0f}",
-            )  # fmt: skip
+                self.task,
+                completed=event.batch,
+                loss=f"{event.epoch.loss:.4f}",
+                acc=f"{100 * event.epoch.accuracy:.2f}%",
+                speed=f"{speed:,.0f}",
+            )
         if event.window is not None:
             table = _log_table(show_header=not self.header_shown)
             self.header_shown = True
-            table.add_row(str(epoch), str(event.batch), f"{event.window.loss:.3f}", f"{100 * event.window.accuracy:.2f}%")
+            table.add_row(
+                str(epoch), str(event.batch), f"{event.window.loss:.3f}", f"{100 * event.window.accuracy:.2f}%"
+            )
             self.out.print(table)
 
     def on_evaluating(self, epoch: int) -> None:
@@ -172,10 +182,16 @@ def history_table(history: list[dict], best_epoch: Optional[int]) -> Table:
     rows = []
     for r in history:
         mark = " *" if r["epoch"] == best_epoch else ""
-        rows.append([
-            f"{r['epoch']}{mark}", num(r["train_loss"]), pct(r["train_acc"]), pct(r.get("val_acc")),
-            pct(r["test_acc"]), f"{r['seconds']:.1f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"{r['epoch']}{mark}",
+                num(r["train_loss"]),
+                pct(r["train_acc"]),
+                pct(r.get("val_acc")),
+                pct(r["test_acc"]),
+                f"{r['seconds']:.1f}",
+            ]
+        )
     return simple_table(
         "Summary (* best)", ["Epoch", "Train loss", "Train acc", "Val acc", "Test acc", "Seconds"], rows
     )

@@ -55,8 +55,22 @@ def run_module(*args: Any, cwd: Path = ROOT, timeout: int = 600, check: bool = T
 
 def train_cmd(data_dir: Path, out_dir: Path, *extra: Any) -> list[str]:
     """A small training run on the fixture data as a child-process command line."""
-    return [sys.executable, "-m", "mnistcli", "train", "--data-dir", str(data_dir), "--no-download",
-            "--out-dir", str(out_dir), "--val-size", "100", "--batch-size", "16", *map(str, extra)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mnistcli",
+        "train",
+        "--data-dir",
+        str(data_dir),
+        "--no-download",
+        "--out-dir",
+        str(out_dir),
+        "--val-size",
+        "100",
+        "--batch-size",
+        "16",
+        *map(str, extra),
+    ]
 
 
 def one_error_line(result) -> str:

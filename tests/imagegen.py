@@ -26,7 +26,7 @@ def _thick(digit: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray
     """Bold, nearly binary strokes, as a drawing app's fat brush makes."""
     ink = Image.fromarray(digit).resize((size, size), Image.BICUBIC)
     # Thicken by about 1 to 2 MNIST pixels: bold but still legible.
-    width = int(round(size / 28 * rng.uniform(1.0, 2.0))) | 1
+    width = round(size / 28 * rng.uniform(1.0, 2.0)) | 1
     ink = ink.filter(ImageFilter.MaxFilter(max(3, width)))
     a = np.asarray(ink, dtype=np.float32) / 255.0
     return np.clip((a - 0.3) * 4, 0, 1)
@@ -50,7 +50,7 @@ def paper_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     paper = np.array([0.94, 0.92, 0.86], dtype=np.float32) * rng.uniform(0.9, 1.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
+    ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
     light = rng.uniform(0.7, 0.85) + rng.uniform(0.15, 0.3) * (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
     pen = np.array(rng.choice([[0.1, 0.1, 0.12], [0.1, 0.12, 0.35], [0.2, 0.2, 0.2]]), dtype=np.float32)
     rgb = (paper * (1 - ink) + pen * ink) * light[..., None]
@@ -113,8 +113,12 @@ def make(style: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
     elif style == "paper-photo":
         paper_photo(digit, rng).save(buf, "JPEG", quality=88)
     else:
-        maker = {"transparent-png": transparent_png, "white-on-black": white_on_black,
-                 "black-on-white": black_on_white, "tight-crop": tight_crop}[style]  # fmt: skip
+        maker = {
+            "transparent-png": transparent_png,
+            "white-on-black": white_on_black,
+            "black-on-white": black_on_white,
+            "tight-crop": tight_crop,
+        }[style]
         maker(digit, rng).save(buf, "PNG")
     return buf.getvalue()
 

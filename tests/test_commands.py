@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnistcli import checkpoint
+
 import imagegen
 from helpers import is_png, plain, render_digits, run
-from mnistcli import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +65,19 @@ def test_predict_reads_every_style_and_reports_json(trained_run, images):
 
 
 def test_predict_table_names_the_checkpoint(trained_run, images):
-    folder, files = images
+    _folder, files = images
     result = run("predict", files[0][0], files[1][0], "-c", trained_run / "best.pt")
     assert result.exit_code == 0, result.output
     assert "best.pt" in result.stdout and "Confidence" in result.stdout and "Top 3" in result.stdout
 
 
 def test_one_bad_file_does_not_stop_the_others(trained_run, images, tmp_path):
-    folder, files = images
+    _folder, files = images
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     Image.new("L", (100, 100), 255).save(tmp_path / "blank.png")
-    result = run("predict", files[0][0], tmp_path / "broken.png", tmp_path / "blank.png", "-c", trained_run / "best.pt", "--json")
+    result = run(
+        "predict", files[0][0], tmp_path / "broken.png", tmp_path / "blank.png", "-c", trained_run / "best.pt", "--json"
+    )
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert [p["file"] for p in doc["predictions"]] == [str(files[0][0])]
@@ -84,7 +87,7 @@ def test_one_bad_file_does_not_stop_the_others(trained_run, images, tmp_path):
 
 
 def test_predict_show_and_save_inputs(trained_run, images, tmp_path):
-    folder, files = images
+    _folder, files = images
     result = run("predict", files[0][0], "-c", trained_run / "best.pt", "--show", "--save-inputs", tmp_path / "seen")
     assert result.exit_code == 0, result.output
     saved = tmp_path / "seen" / (files[0][0].stem + ".png")
@@ -145,17 +148,22 @@ def test_evaluate_json_on_a_case_worked_out_by_hand(tmp_path):
 
     import torch
 
-    from helpers import write_idx
     from mnistcli.checkpoint import Checkpoint
     from mnistcli.datasets import MEAN, STD
     from mnistcli.models import create_model
 
+    from helpers import write_idx
+
     truth, answers = [0, 0, 0, 1, 1, 2], [0, 1, 1, 1, 2, 2]
     images = np.zeros((6, 28, 28), np.uint8)
     images[np.arange(6), 0, answers] = 255
-    for name, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", np.array(truth, np.uint8)),
-                        ("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", np.array(truth, np.uint8))):
-        write_idx(tmp_path / name, array, gz=False)  # fmt: skip
+    for name, array in (
+        ("t10k-images-idx3-ubyte", images),
+        ("t10k-labels-idx1-ubyte", np.array(truth, np.uint8)),
+        ("train-images-idx3-ubyte", images),
+        ("train-labels-idx1-ubyte", np.array(truth, np.uint8)),
+    ):
+        write_idx(tmp_path / name, array, gz=False)
     net = create_model("fc", hidden=[])
     with torch.no_grad():
         net.net[1].weight.zero_()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistcli import checkpoint
+
 from crashing import CRASHED
 from helpers import ROOT, train_cmd
-from mnistcli import checkpoint
 
 pytestmark = pytest.mark.slow
 RUN = ("--epochs", 3, "--seed", 1)
@@ -66,7 +67,9 @@ def test_a_crash_at_any_step_of_a_save_loses_nothing(fixture_data, tmp_path, str
     for path in out.glob("*.pt"):
         _loads_whole(path)
 
-    resumed = subprocess.run(train_cmd(fixture_data, out, *RUN, "--resume", out), capture_output=True, text=True, cwd=ROOT)
+    resumed = subprocess.run(
+        train_cmd(fixture_data, out, *RUN, "--resume", out), capture_output=True, text=True, cwd=ROOT
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")], "the resumed run clears stale temp files"
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
@@ -86,7 +89,7 @@ def test_a_write_the_kernel_refuses_is_one_line_and_keeps_the_previous_files(fix
     assert sorted(os.listdir(out)) == ["best.pt", "epoch-001.pt", "history.csv", "history.json", "last.pt"]
     before = {p: (out / p).read_bytes() for p in ("last.pt", "best.pt")}
     assert _loads_whole(out / "last.pt").epoch == 1
-    resumed = subprocess.run(args + ["--resume", str(out)], capture_output=True, text=True, cwd=ROOT)
+    resumed = subprocess.run([*args, "--resume", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr
     assert [h["epoch"] for h in checkpoint.load(out / "last.pt").history] == [1, 2, 3]
     assert before["last.pt"] != (out / "last.pt").read_bytes()

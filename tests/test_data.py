@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import idx_bytes, needs_real_mnist, REAL_MNIST, write_dataset
 from mnistcli import data
 from mnistcli.errors import DataError
+
+from helpers import REAL_MNIST, idx_bytes, needs_real_mnist, write_dataset
 
 
 def test_reads_gzipped_torchvision_layout(fixture_data):
@@ -26,7 +27,7 @@ def test_reads_raw_flat_layout_and_same_pixels(fixture_data, fixture_data_flat):
 
 def test_validation_split_is_seeded_and_disjoint():
     tr1, va1 = data.validation_indices(1000, 100)
-    tr2, va2 = data.validation_indices(1000, 100)
+    _tr2, va2 = data.validation_indices(1000, 100)
     assert torch.equal(va1, va2) and len(va1) == 100 and len(tr1) == 900
     assert not set(tr1.tolist()) & set(va1.tolist())
 
@@ -93,7 +94,9 @@ def test_normalize_matches_the_torchvision_transform():
 
 
 def test_batches_cover_the_permutation_once():
-    split = data.Split("s", torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).clone(), torch.arange(10))
+    split = data.Split(
+        "s", torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).clone(), torch.arange(10)
+    )
     order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
     seen = torch.cat([y for _, y in data.iterate_batches(split, 4, order=order)])
     assert torch.equal(seen, order)

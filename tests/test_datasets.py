@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FASHION, needs_real_fashion, render_digits, run, write_dataset
+
 from mnistcli import checkpoint, data
 from mnistcli.datasets import DATASETS, dataset_spec
 from mnistcli.errors import DataError, OptionError
+
+from helpers import FASHION, needs_real_fashion, render_digits, run, write_dataset
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "kmnist", "emnist-digits"])
@@ -32,8 +34,9 @@ def test_unknown_dataset_lists_the_known_ones():
 def test_a_fashion_run_keeps_its_classes_and_normalisation(tmp_path):
     root = write_dataset(tmp_path / "d", dataset="fashion-mnist")
     out = tmp_path / "run"
-    result = run("train", "--dataset", "fashion-mnist", "--epochs", 1, "--data-dir", root, "--out-dir", out,
-                 "--val-size", 100)  # fmt: skip
+    result = run(
+        "train", "--dataset", "fashion-mnist", "--epochs", 1, "--data-dir", root, "--out-dir", out, "--val-size", 100
+    )
     assert result.exit_code == 0, result.output
     ckpt = checkpoint.load(out / "best.pt")
     assert ckpt.dataset == "fashion-mnist" and ckpt.classes[9] == "Ankle boot"
@@ -47,12 +50,23 @@ def test_a_fashion_run_keeps_its_classes_and_normalisation(tmp_path):
 @needs_real_fashion
 @pytest.mark.slow
 def test_real_fashion_mnist_trains_to_90_percent_in_5_epochs(tmp_path):
-    result = run("train", "--dataset", "fashion-mnist", "--epochs", 5, "--data-dir", tmp_path / "none",
-                 "--no-download", "--out-dir", tmp_path / "run")  # fmt: skip
+    result = run(
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--epochs",
+        5,
+        "--data-dir",
+        tmp_path / "none",
+        "--no-download",
+        "--out-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.output
     assert str(FASHION) in result.stdout  # found where Debian's package put it
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history[-1]["test_acc"] >= 0.90, history[-1]
-    doc = json.loads(run("evaluate", tmp_path / "run" / "best.pt", "--json", "--data-dir", tmp_path / "none",
-                         "--no-download").stdout)  # fmt: skip
+    doc = json.loads(
+        run("evaluate", tmp_path / "run" / "best.pt", "--json", "--data-dir", tmp_path / "none", "--no-download").stdout
+    )
     assert doc["classes"][9] == "Ankle boot" and doc["accuracy"] >= 0.90

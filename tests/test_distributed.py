@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REAL_MNIST, needs_real_mnist
 from mnistcli import checkpoint
+
+from helpers import REAL_MNIST, needs_real_mnist
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +25,20 @@ def train(*args):
 
 def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_data, tmp_path):
     out = tmp_path / "ddp"
-    result = train("--nproc", 2, "--epochs", 2, "--data-dir", fixture_data, "--out-dir", out, "--val-size", 100,
-                   "--batch-size", 32)  # fmt: skip
+    result = train(
+        "--nproc", 2, "--epochs", 2, "--data-dir", fixture_data, "--out-dir", out, "--val-size", 100, "--batch-size", 32
+    )
     assert "x 2 processes" in result.stdout
     assert result.stdout.count("Epoch 1/2 |") == 1  # only rank 0 prints
     assert sorted(p.name for p in out.iterdir()) == [
-        "best.pt", "curves.png", "epoch-001.pt", "epoch-002.pt", "history.csv", "history.json", "last.pt"]
+        "best.pt",
+        "curves.png",
+        "epoch-001.pt",
+        "epoch-002.pt",
+        "history.csv",
+        "history.json",
+        "last.pt",
+    ]
     history = json.loads((out / "history.json").read_text())
     # 500 training images: each process takes 250, 16 at a time -> 16 steps, as one process with 32.
     assert [h["steps"] for h in history] == [16, 16]
@@ -42,8 +51,24 @@ def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_d
 
 
 def test_batch_must_split_evenly(fixture_data, tmp_path):
-    cmd = [sys.executable, "-m", "mnistcli", "train", "--nproc", "2", "--batch-size", "33", "--data-dir",
-           str(fixture_data), "--out-dir", str(tmp_path), "--val-size", "100", "--epochs", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistcli",
+        "train",
+        "--nproc",
+        "2",
+        "--batch-size",
+        "33",
+        "--data-dir",
+        str(fixture_data),
+        "--out-dir",
+        str(tmp_path),
+        "--val-size",
+        "100",
+        "--epochs",
+        "1",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
 

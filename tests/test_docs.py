@@ -4,9 +4,10 @@ import re
 
 import torch
 
-from helpers import ROOT, run
 from mnistcli import checkpoint
 from mnistcli.models import count_parameters, create_model, model_names
+
+from helpers import ROOT, run
 
 README = (ROOT / "README.md").read_text()
 

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
-from helpers import idx_bytes, render_digits
 from mnistcli import data, preprocess
 from mnistcli.cli import app
 from mnistcli.errors import DataError, ImageError
+
+from helpers import idx_bytes, render_digits
 
 DIGIT = render_digits(1, seed=4)[0][0]  # a "0", light on black, 28x28
 
@@ -49,7 +50,7 @@ def _works(path) -> np.ndarray:
 def test_formats_and_modes_people_have_all_work(tmp_path):
     reference = _works_from(tmp_path, "ref.png", png_bytes(big_digit()))
     cases = {
-        "16bit.png": png_bytes(Image.fromarray((np.asarray(big_digit(), np.uint16) * 257)).convert("I;16")),
+        "16bit.png": png_bytes(Image.fromarray(np.asarray(big_digit(), np.uint16) * 257).convert("I;16")),
         "cmyk.jpg": _jpeg(big_digit("RGB").convert("CMYK")),
         "palette-transparent.png": _palette_with_transparency(),
         "animated.gif": _animated_gif(),

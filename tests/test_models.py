@@ -14,17 +14,17 @@ def test_every_model_maps_a_batch_to_ten_logits(name):
 
 def test_report_cnn_is_exactly_the_reports_network():
     m = create_model("report-cnn")
-    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
-    linears = [l for l in m.modules() if isinstance(l, nn.Linear)]
+    convs = [layer for layer in m.modules() if isinstance(layer, nn.Conv2d)]
+    linears = [layer for layer in m.modules() if isinstance(layer, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 10, (5, 5)), (10, 20, (5, 5))]
-    assert [(l.in_features, l.out_features) for l in linears] == [(320, 50), (50, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(320, 50), (50, 10)]
     # As printed: no activation between the two linear layers.
-    assert [type(l) for l in m.fc] == [nn.Linear, nn.Linear]
+    assert [type(layer) for layer in m.fc] == [nn.Linear, nn.Linear]
     assert count_parameters(m) == 21840
 
 
 def test_default_model_has_batch_norm():
-    assert any(isinstance(l, nn.BatchNorm2d) for l in create_model(DEFAULT_MODEL).modules())
+    assert any(isinstance(layer, nn.BatchNorm2d) for layer in create_model(DEFAULT_MODEL).modules())
 
 
 def test_unknown_model_lists_the_known_ones():

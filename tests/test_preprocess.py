@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imagegen
-from helpers import render_digits
 from mnistcli import preprocess
 from mnistcli.errors import ImageError
+
+import imagegen
+from helpers import render_digits
 
 DIGITS, LABELS = render_digits(20, seed=7)
 

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-import imagegen
-from helpers import REAL_MNIST, needs_real_mnist
 from mnistcli import checkpoint, data, engine, preprocess
 from mnistcli.cli import app
+
+import imagegen
+from helpers import REAL_MNIST, needs_real_mnist
 
 
 def test_bundled_model_is_a_small_inference_only_file_with_its_record():

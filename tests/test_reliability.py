@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import ROOT, one_error_line, run, train_cmd
 from mnistcli import checkpoint
 from mnistcli.models import create_model
+
+from helpers import ROOT, one_error_line, run, train_cmd
 
 
 class Evil:
@@ -94,7 +95,7 @@ def test_a_gpu_saved_checkpoint_loads_on_the_cpu(trained_run, tmp_path, fixture_
             data = zin.read(item.filename)
             if item.filename.endswith("data.pkl"):
                 # the storage location, pickled as BINUNICODE: "X", 4-byte length, text
-                    data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
             zout.writestr(item, data)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here
@@ -117,7 +118,7 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(fixture_data, tmp_p
     resuming must give a history with no gap and no duplicate."""
     out = tmp_path / "run"
     rng = random.Random(1)
-    for attempt in range(4):
+    for _attempt in range(4):
         cmd = _train_cmd(fixture_data, out, "--epochs", 500, "--seed", 3)
         if (out / "last.pt").exists():
             cmd += ["--resume", str(out / "last.pt")]
@@ -146,8 +147,13 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(fixture_data, tmp_p
 @pytest.mark.slow
 def test_sigint_and_sigterm_save_a_resumable_checkpoint(fixture_data, tmp_path, sig, code):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(fixture_data, out, "--epochs", 50), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        _train_cmd(fixture_data, out, "--epochs", 50),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.time() + 60
     while not (out / "epoch-001.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -157,8 +163,12 @@ def test_sigint_and_sigterm_save_a_resumable_checkpoint(fixture_data, tmp_path, 
     assert "Resume with: mnistcli train --resume" in stdout and "Traceback" not in stderr
     ckpt = checkpoint.load(out / "last.pt")
     assert ckpt.epoch < 50
-    result = subprocess.run(_train_cmd(fixture_data, out, "--epochs", ckpt.epoch + 2, "--resume", out / "last.pt"),
-                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    result = subprocess.run(
+        _train_cmd(fixture_data, out, "--epochs", ckpt.epoch + 2, "--resume", out / "last.pt"),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert _epochs_in(out) == list(range(1, ckpt.epoch + 3))
 

@@ -4,9 +4,10 @@ import re
 import pytest
 import torch
 
-from helpers import REAL_MNIST, needs_real_mnist, plain, run
 from mnistcli import checkpoint, trainer
 from mnistcli.recipes import RunOptions
+
+from helpers import REAL_MNIST, needs_real_mnist, plain, run
 
 
 def test_list_models_shows_parameter_counts():
@@ -17,8 +18,21 @@ def test_list_models_shows_parameter_counts():
 
 def test_one_epoch_writes_checkpoints_history_and_curves(fixture_data, tmp_path):
     out = tmp_path / "run"
-    result = run("train", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", out, "--val-size", 100,
-                 "--log-every", 2, "--batch-size", 64)
+    result = run(
+        "train",
+        "--epochs",
+        1,
+        "--data-dir",
+        fixture_data,
+        "--out-dir",
+        out,
+        "--val-size",
+        100,
+        "--log-every",
+        2,
+        "--batch-size",
+        64,
+    )
     assert result.exit_code == 0, result.output
     for name in ("epoch-001.pt", "last.pt", "best.pt", "history.json", "history.csv", "curves.png"):
         assert (out / name).is_file(), name
@@ -37,7 +51,12 @@ def test_report_recipe_is_one_flag(fixture_data, tmp_path):
     assert result.exit_code == 0, result.output
     recipe = checkpoint.load(tmp_path / "last.pt").recipe
     assert (recipe.model, recipe.optimizer, recipe.lr, recipe.momentum, recipe.batch_size) == (
-        "report-cnn", "sgd", 0.01, 0.5, 128)
+        "report-cnn",
+        "sgd",
+        0.01,
+        0.5,
+        128,
+    )
     assert recipe.val_size == 0 and "chosen by test accuracy" in result.stdout
 
 
@@ -66,7 +85,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(fixture_data, tmp_path)
 
 def test_stop_after_an_epoch_and_resume_follows_the_same_schedule(fixture_data, tmp_path):
     _fit(fixture_data, tmp_path / "straight", 2)
-    result = _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: (tmp_path / "stopped" / "epoch-001.pt").exists())
+    result = _fit(fixture_data, tmp_path / "stopped", 2, stop=(tmp_path / "stopped" / "epoch-001.pt").exists)
     assert result.interrupted and [h["epoch"] for h in result.history] == [1]
     assert checkpoint.load(tmp_path / "stopped" / "last.pt").partial is None
     _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped")
@@ -159,8 +178,22 @@ def test_default_model_reaches_98_5_percent_in_one_epoch_on_real_mnist(tmp_path)
 
 @pytest.mark.slow
 def test_compile_trains_and_saves_a_plain_checkpoint(fixture_data, tmp_path):
-    result = run("train", "--compile", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path,
-                 "--val-size", 100, "--batch-size", 100, "--precision", "fp32")
+    result = run(
+        "train",
+        "--compile",
+        "--epochs",
+        1,
+        "--data-dir",
+        fixture_data,
+        "--out-dir",
+        tmp_path,
+        "--val-size",
+        100,
+        "--batch-size",
+        100,
+        "--precision",
+        "fp32",
+    )
     assert result.exit_code == 0, result.output
     ckpt = checkpoint.load(tmp_path / "best.pt")
     assert not any(k.startswith("_orig_mod.") for k in ckpt.state_dict)
@@ -183,7 +216,9 @@ def test_best_pt_is_the_epoch_with_the_best_validation_accuracy(fixture_data, tm
     assert result.best_epoch == 2
     best, last = checkpoint.load(tmp_path / "best.pt"), checkpoint.load(tmp_path / "last.pt")
     assert best.epoch == 2 and best.metrics["val_acc"] == 0.9 and last.epoch == 3 and last.best_epoch == 2
-    assert torch.equal(best.state_dict["head.2.weight"], checkpoint.load(tmp_path / "epoch-002.pt").state_dict["head.2.weight"])
+    assert torch.equal(
+        best.state_dict["head.2.weight"], checkpoint.load(tmp_path / "epoch-002.pt").state_dict["head.2.weight"]
+    )
 
 
 def test_without_a_validation_split_best_pt_is_chosen_by_test_accuracy(fixture_data, tmp_path, monkeypatch):
@@ -192,7 +227,11 @@ def test_without_a_validation_split_best_pt_is_chosen_by_test_accuracy(fixture_d
     scripted = iter([0.6, 0.9, 0.8])  # test only
 
     monkeypatch.setattr(
-        trainer, "evaluate", lambda m, s: (lambda a: EvalResult(1 - a, int(a * 100), 100, torch.zeros(0, 10), torch.zeros(0)))(next(scripted))
+        trainer,
+        "evaluate",
+        lambda m, s: (lambda a: EvalResult(1 - a, int(a * 100), 100, torch.zeros(0, 10), torch.zeros(0)))(
+            next(scripted)
+        ),
     )
     options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
     result = trainer.fit(options, given={"epochs": 3, "val_size": 0, "batch_size": 50})
@@ -231,7 +270,7 @@ def test_the_weight_average_matches_one_computed_by_hand():
 
 def test_a_resumed_run_continues_the_same_average(fixture_data, tmp_path):
     _fit(fixture_data, tmp_path / "straight", 2)
-    _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: (tmp_path / "stopped" / "epoch-001.pt").exists())
+    _fit(fixture_data, tmp_path / "stopped", 2, stop=(tmp_path / "stopped" / "epoch-001.pt").exists)
     _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped")
     a, b = checkpoint.load(tmp_path / "straight" / "last.pt"), checkpoint.load(tmp_path / "stopped" / "last.pt")
     assert a.ema_steps == b.ema_steps > 0
@@ -241,8 +280,21 @@ def test_a_resumed_run_continues_the_same_average(fixture_data, tmp_path):
 
 def test_a_row_of_loss_and_accuracy_every_log_every_batches(fixture_data, tmp_path):
     # 500 training images in batches of 64: 8 batches per epoch; a row every 3 -> batches 3 and 6.
-    result = run("train", "--epochs", 2, "--data-dir", fixture_data, "--out-dir", tmp_path, "--val-size", 100,
-                 "--log-every", 3, "--batch-size", 64)  # fmt: skip
+    result = run(
+        "train",
+        "--epochs",
+        2,
+        "--data-dir",
+        fixture_data,
+        "--out-dir",
+        tmp_path,
+        "--val-size",
+        100,
+        "--log-every",
+        3,
+        "--batch-size",
+        64,
+    )
     assert result.exit_code == 0, result.output
     rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)%\s*$", result.stdout, re.MULTILINE)
     assert [(int(e), int(b)) for e, b, _, _ in rows] == [(1, 3), (1, 6), (2, 3), (2, 6)], result.stdout
@@ -262,23 +314,35 @@ def test_the_schedule_spans_the_epochs_asked_for(fixture_data, tmp_path):
 
 
 def test_data_dir_from_the_environment_is_used_and_recorded(fixture_data, tmp_path):
-    result = run("train", "--epochs", 1, "--out-dir", tmp_path, "--val-size", 100, "--no-download",
-                 env={"MNISTCLI_DATA_DIR": str(fixture_data)})  # fmt: skip
+    result = run(
+        "train",
+        "--epochs",
+        1,
+        "--out-dir",
+        tmp_path,
+        "--val-size",
+        100,
+        "--no-download",
+        env={"MNISTCLI_DATA_DIR": str(fixture_data)},
+    )
     assert result.exit_code == 0, result.output
     assert str(fixture_data) in result.stdout
     assert checkpoint.load(tmp_path / "last.pt").data_dir == fixture_data.resolve()
 
 
 def test_recipe_options_given_explicitly_override_the_preset(fixture_data, tmp_path):
-    result = run("train", "--recipe", "report", "--lr", "0.05", "--epochs", 1, "--data-dir", fixture_data,
-                 "--out-dir", tmp_path)  # fmt: skip
+    result = run(
+        "train", "--recipe", "report", "--lr", "0.05", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path
+    )
     assert result.exit_code == 0, result.output
     recipe = checkpoint.load(tmp_path / "last.pt").recipe
     assert (recipe.lr, recipe.momentum, recipe.model, recipe.val_size) == (0.05, 0.5, "report-cnn", 0)
 
 
 def test_recipe_with_resume_is_refused(fixture_data, tmp_path):
-    assert run("train", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path, "--val-size", 100).exit_code == 0
+    assert (
+        run("train", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path, "--val-size", 100).exit_code == 0
+    )
     result = run("train", "--resume", tmp_path, "--recipe", "report", "--epochs", 2, "--data-dir", fixture_data)
     assert result.exit_code == 2 and "--recipe cannot be combined with --resume" in result.stderr
 
@@ -291,8 +355,15 @@ def test_each_logged_row_covers_only_the_batches_since_the_last_row():
     split = Split("train", torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (100,)))
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     events = []
-    stats, done = train_epoch(model, split, torch.optim.SGD(model.parameters(), lr=0.01), batch_size=10,
-                              order=torch.arange(100), log_every=3, on_batch=events.append)  # fmt: skip
+    stats, done = train_epoch(
+        model,
+        split,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        batch_size=10,
+        order=torch.arange(100),
+        log_every=3,
+        on_batch=events.append,
+    )
     windows = [(e.batch, e.window) for e in events if e.window is not None]
     assert [b for b, _ in windows] == [3, 6, 9] and done == 10 and stats.seen == 100
     assert all(w.seen == 30 for _, w in windows)  # 3 batches of 10, not everything so far

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -58,8 +59,16 @@ def choices(name: str, values: Iterable[str]) -> type[Enum]:
 
 # Typer needs Enum classes in the annotations; to mypy they are the plain strings they stand for.
 if TYPE_CHECKING:
-    ModelName = DatasetName = OptimizerName = SchedulerName = PresetName = DeviceName = PrecisionName = str
-    SplitName = str
+    from typing import TypeAlias
+
+    ModelName: TypeAlias = str
+    DatasetName: TypeAlias = str
+    OptimizerName: TypeAlias = str
+    SchedulerName: TypeAlias = str
+    PresetName: TypeAlias = str
+    DeviceName: TypeAlias = str
+    PrecisionName: TypeAlias = str
+    SplitName: TypeAlias = str
 else:
     ModelName = choices("ModelName", model_names())
     DatasetName = choices("DatasetName", dataset_names())

@@ -58,11 +58,20 @@ def evaluate(
     saved = _save_plots(out_dir, cm, result, images.images, ck, split_name) if out_dir is not None else []
     if json_out:
         return print_json(
-            {"checkpoint": loaded.info(), "split": split_name, "images": result.total, "data_dir": str(data.root),
-             "accuracy": result.accuracy, "loss": result.loss, "errors": result.total - result.correct,
-             "classes": ck.classes, "per_class": report, "confusion_matrix": cm.tolist(),
-             "plots": [str(p) for p in saved]}
-        )  # fmt: skip
+            {
+                "checkpoint": loaded.info(),
+                "split": split_name,
+                "images": result.total,
+                "data_dir": str(data.root),
+                "accuracy": result.accuracy,
+                "loss": result.loss,
+                "errors": result.total - result.correct,
+                "classes": ck.classes,
+                "per_class": report,
+                "confusion_matrix": cm.tolist(),
+                "plots": [str(p) for p in saved],
+            }
+        )
     ui.info(f"Checkpoint {loaded.path} ({loaded.source}): {ck.describe()}; data {data.root}")
     ui.info(
         f"[bold]{split_name}[/]: accuracy [bold]{ui.pct(result.accuracy)}[/] ({result.correct:,}/{result.total:,}), "

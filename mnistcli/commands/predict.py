@@ -30,10 +30,13 @@ def predict(
     checkpoint_path: CheckpointPath = None,
     top_k: Annotated[int, typer.Option(help="How many most likely digits to list.")] = 3,
     raw: Annotated[
-        bool, typer.Option("--raw", help="Skip the clean-up: the images are already 28x28 MNIST-style (light on black).")
+        bool,
+        typer.Option("--raw", help="Skip the clean-up: the images are already 28x28 MNIST-style (light on black)."),
     ] = False,
     json_out: Json = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the 28x28 input the network saw, in the terminal.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the 28x28 input the network saw, in the terminal.")
+    ] = False,
     save_inputs: Annotated[
         Optional[Path],
         typer.Option(help="Write the 28x28 inputs the network saw as PNGs into this folder.", show_default=False),

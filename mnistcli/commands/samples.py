@@ -80,7 +80,9 @@ def show_samples(
         what = "mistakes" if errors_only else "samples"
         model = f" (model {loaded.checkpoint.model}: true -> predicted)" if loaded is not None else ""
         images = [chosen.images[i].numpy() for i in picks.tolist()]
-        plots.image_grid(images, output, titles, colors, ncols=per_class, suptitle=f"{ds.spec.title} {split_name} {what}{model}")
+        plots.image_grid(
+            images, output, titles, colors, ncols=per_class, suptitle=f"{ds.spec.title} {split_name} {what}{model}"
+        )
         ui.info(f"Saved {len(picks)} images to {output}")
     else:
         ui.info("No images to show" + (" (the model makes no mistakes on this split)" if errors_only else ""))

@@ -6,9 +6,10 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -99,7 +100,8 @@ def train(
         bool,
         typer.Option(
             "--compile",
-            help="torch.compile the network for training (pays off on GPUs and long runs; compiling takes tens of seconds).",
+            help="torch.compile the network for training (pays off on GPUs and long runs; "
+            "compiling takes tens of seconds).",
         ),
     ] = False,
     nproc: Annotated[
@@ -165,7 +167,7 @@ def _report(result: RunResult, options: RunOptions) -> None:
         title = f"mnistcli {result.recipe.model}"
         curves = plots.training_curves(result.history, result.out_dir / "curves.png", title=title)
         ui.info(f"History: {result.out_dir / 'history.json'}, {result.out_dir / 'history.csv'}; curves: {curves}")
-    if result.interrupted:
+    if result.interrupted_at is not None:
         epoch, batch = result.interrupted_at
         ui.warn(f"stopped in epoch {epoch} after batch {batch}; saved {result.out_dir / 'last.pt'}")
         ui.info("Resume with: " + resume_command(result.out_dir / "last.pt", options))

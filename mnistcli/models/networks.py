@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 class FullyConnected(nn.Module):
     def __init__(self, hidden: tuple[int, ...] | list[int] = (256, 128)):
         super().__init__()
