@@ -12,6 +12,7 @@ import typer
 from mnistcli import __version__, ui
 from mnistcli.commands import common
 from mnistcli.commands.evaluate import evaluate
+from mnistcli.commands.export import export
 from mnistcli.commands.predict import predict
 from mnistcli.commands.samples import show_samples
 from mnistcli.commands.train import train
@@ -49,6 +50,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
 app.command("show-samples")(show_samples)
+app.command()(export)
 
 
 def main() -> None:

@@ -21,8 +21,14 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     return path
 
 
-def training_curves(history: Sequence[dict], path: Path, title: Optional[str] = None) -> Path:
-    """Loss and accuracy per epoch for train, validation and test (as in the report's figures)."""
+def training_curves(
+    history: Sequence[dict], path: Path, title: Optional[str] = None, train_note: Optional[str] = None
+) -> Path:
+    """Loss and accuracy per epoch for train, validation and test (as in the report's figures).
+
+    `train_note` says in the legend why the training figures differ from the others (they are
+    averaged over the epoch while the weights change, on augmented images, with smoothed labels).
+    """
     fig = Figure(figsize=(11, 4.2))
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
@@ -31,7 +37,8 @@ def training_curves(history: Sequence[dict], path: Path, title: Optional[str] = 
         acc = [h.get(f"{split}_acc") for h in history]
         if all(v is None for v in acc):
             continue
-        style = {"color": color, "marker": "o", "markersize": 3, "label": split}
+        label = f"{split} ({train_note})" if split == "train" and train_note else split
+        style = {"color": color, "marker": "o", "markersize": 3, "label": label}
         ax_loss.plot(epochs, loss, **style)
         ax_acc.plot(epochs, [100 * a if a is not None else None for a in acc], **style)
     ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy)", title="Loss")

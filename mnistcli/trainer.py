@@ -57,6 +57,7 @@ class StartInfo:
     resumed_from: Optional[str] = None
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     processes: int = 1
+    log_every: int = 300  # batches per printed row
 
 
 @dataclass
@@ -217,7 +218,7 @@ def resolve_for_resume(
         raise OptionError(f"{path}: inconsistent checkpoint (model {saved.model!r})")
     if resolved.recipe.epochs <= (saved.epoch or 0) and not saved.partial:
         raise OptionError(
-            f"{path} has already finished {saved.epoch} of {resolved.recipe.epochs} epochs; "
+            f"{path} has already finished epoch {saved.epoch} of {resolved.recipe.epochs}; "
             "pass a larger --epochs to train further"
         )
     return resolved
@@ -375,6 +376,7 @@ def start_info(run: Run) -> StartInfo:
         resumed_from=str(run.options.resume) if run.options.resume else None,
         changed=run.changed,
         processes=run.world,
+        log_every=run.options.log_every,
     )
 
 

@@ -37,6 +37,11 @@ def info(message: str) -> None:
     console.print(message, soft_wrap=True)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def pct(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -54,15 +59,13 @@ def simple_table(title: Optional[str], columns: Sequence[str], rows: Sequence[Se
     return table
 
 
-# The log table is printed one row at a time (above the live bar), so its columns have fixed widths.
-_LOG_COLUMNS = (("Epoch", 7), ("Batch", 7), ("Loss", 8), ("Acc", 8))
-
-
-def _log_table(show_header: bool) -> Table:
+def _log_table(show_header: bool, window: int) -> Table:
+    """The rows printed every --log-every batches, one at a time above the live bar (so fixed widths).
+    They average the last `window` batches, as the report's lines did; the bar shows the epoch so far."""
     table = Table(
         box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, show_edge=False, pad_edge=False
     )
-    for name, width in _LOG_COLUMNS:
+    for name, width in (("Epoch", 7), ("Batch", 7), (f"Loss (last {window})", 16), (f"Acc (last {window})", 16)):
         table.add_column(name, justify="right", width=width)
     return table
 
@@ -77,7 +80,7 @@ class TrainDisplay:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}"),
+            TextColumn("epoch loss {task.fields[loss]} acc {task.fields[acc]}"),
             TextColumn("{task.fields[speed]} img/s"),
             TimeRemainingColumn(),
             console=out,
@@ -88,12 +91,13 @@ class TrainDisplay:
         self.header_shown = False
         self.epochs = 0
         self.batch_size = 0
+        self.log_every = 0
         self.t0 = 0.0
         self.start_batch = 0
 
     def on_start(self, info: StartInfo) -> None:
         r = info.recipe
-        self.epochs, self.batch_size = r.epochs, r.batch_size
+        self.epochs, self.batch_size, self.log_every = r.epochs, r.batch_size, info.log_every
         if info.resumed_from:
             where = f"epoch {info.start_epoch}" + (f", batch {info.start_batch}" if info.start_batch else "")
             self.out.print(f"Resuming [bold]{escape(info.resumed_from)}[/] at {where}", soft_wrap=True)
@@ -108,7 +112,7 @@ class TrainDisplay:
             soft_wrap=True,
         )
         self.out.print(
-            f"Recipe: {r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
+            f"Recipe: {plural(r.epochs, 'epoch')}, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
             + (f" momentum {r.momentum:g}" + (" nesterov" if r.nesterov else "") if r.optimizer == "sgd" else "")
             + f", weight decay {r.weight_decay:g}, schedule {r.scheduler}"
             + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
@@ -141,7 +145,7 @@ class TrainDisplay:
                 speed=f"{speed:,.0f}",
             )
         if event.window is not None:
-            table = _log_table(show_header=not self.header_shown)
+            table = _log_table(show_header=not self.header_shown, window=self.log_every)
             self.header_shown = True
             table.add_row(
                 str(epoch), str(event.batch), f"{event.window.loss:.3f}", f"{100 * event.window.accuracy:.2f}%"

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers import write_dataset
 
+# tools/mutation.sh runs the suite once per mutant; there the session fixtures are built once,
+# by the unmutated code, and shared through this folder.
+SHARED = os.environ.get("MNISTCLI_TEST_FIXTURE_CACHE")
+
+
+def _built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    if not SHARED:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = Path(SHARED) / name
+    if not (folder / ".complete").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        build(folder)
+        (folder / ".complete").touch()
+    return folder
+
 
 @pytest.fixture(scope="session")
 def fixture_data(tmp_path_factory) -> Path:
     """A small MNIST-format dataset, gzipped, in torchvision's MNIST/raw layout."""
-    return write_dataset(tmp_path_factory.mktemp("mnist"))
+    return _built_once(tmp_path_factory, "mnist", write_dataset)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +55,8 @@ def trained_run(fixture_data, tmp_path_factory) -> Path:
     from mnistcli import trainer
     from mnistcli.recipes import RunOptions
 
-    out = tmp_path_factory.mktemp("run")
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
-    trainer.fit(options, given={"epochs": 4, "batch_size": 32, "lr": 0.05, "val_size": 100})
-    return out
+    def train(out: Path) -> None:
+        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
+        trainer.fit(options, given={"epochs": 4, "batch_size": 32, "lr": 0.05, "val_size": 100})
+
+    return _built_once(tmp_path_factory, "run", train)

@@ -35,3 +35,10 @@ def test_shifts_follow_the_generator_and_zero_means_none():
     b = random_shift(x, 3, torch.Generator().manual_seed(5), 0.0)
     assert torch.equal(a, b)
     assert random_shift(x, 0, torch.Generator(), 0.0) is x
+
+
+def test_a_one_pixel_shift_moves_images_by_one_pixel_at_most():
+    x = torch.rand(32, 1, 28, 28)
+    out = random_shift(x, 1, torch.Generator().manual_seed(1), background=0.0)
+    shifts = [_shift_of(x[i, 0], out[i, 0], 1, 0.0) for i in range(32)]
+    assert None not in shifts and len(set(shifts)) > 4  # they do move

@@ -38,7 +38,7 @@ def test_help_lists_exactly_the_commands():
     assert result.exit_code == 0, result.output
     panel = result.stdout[result.stdout.index("Commands") :]
     names = re.findall(r"^│ (\S+) ", panel, re.M)
-    assert names == ["train", "evaluate", "predict", "show-samples"], names
+    assert names == ["train", "evaluate", "predict", "show-samples", "export"], names
 
 
 # Options with nothing to default to (a path that is only used when given).
@@ -47,6 +47,7 @@ NO_DEFAULT = {
     "evaluate": {"--out-dir", "--model"},
     "predict": {"--save-inputs", "--model"},
     "show-samples": {"--per-class", "--checkpoint"},
+    "export": set(),
 }
 
 
@@ -55,7 +56,7 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
         result = run(command, "--help")
         assert result.exit_code == 0, result.output
         blocks = [" ".join(re.sub(r"[│╭╮╰╯─]", " ", b).split()) for b in re.split(r"\n(?=│ --)", result.stdout)[1:]]
-        assert len(blocks) > 3, command
+        assert len(blocks) >= 2, command
         for text in blocks:
             name = text.split()[0]
             assert len(text) > len(name) + 12, f"{command} {name} has no help"

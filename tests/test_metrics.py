@@ -61,3 +61,7 @@ def test_worst_mistakes_are_the_most_confident_wrong_answers_first():
     labels = torch.tensor([0, 0, 0, 1, 1])  # wrong: 1 (0.8), 2 (0.6), 3 (0.7)
     assert metrics.worst_mistakes(probabilities, labels, 5).tolist() == [1, 3, 2]
     assert metrics.worst_mistakes(probabilities, labels, 2).tolist() == [1, 3]
+
+
+def test_ten_classes_by_default():
+    assert metrics.confusion_matrix(torch.tensor([9, 0]), torch.tensor([9, 1])).shape == (10, 10)

@@ -110,7 +110,7 @@ def test_cli_resume_continues_and_refuses_conflicts(fixture_data, tmp_path):
     refused = run("train", "--resume", tmp_path, "--model", "fc", "--epochs", 2)
     assert refused.exit_code != 0 and "cannot resume" in refused.output and "--model fc" in refused.output
     done = run("train", "--resume", tmp_path / "last.pt", "--data-dir", fixture_data)
-    assert done.exit_code != 0 and "already finished 1 of 1" in done.output
+    assert done.exit_code != 0 and "already finished epoch 1 of 1" in done.output
     resumed = run("train", "--resume", tmp_path, "--epochs", 2, "--data-dir", fixture_data)
     assert resumed.exit_code == 0, resumed.output
     assert "--epochs: 1 -> 2" in resumed.stdout

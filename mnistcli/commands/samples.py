@@ -68,6 +68,7 @@ def show_samples(
         val_size = data.DEFAULT_VAL_SIZE if split_name == "val" else 0
         splits = inference.splits_for(split_name)
         ds = data.load_dataset(value(dataset), data_dir, download_ok=not no_download, val_size=val_size, splits=splits)
+    ui.info(f"Data: {ds.spec.title} from {ds.root}")
     chosen = ds.split(split_name)
     if loaded is not None:
         predicted = engine.predict(loaded.net, chosen.images, mean=chosen.mean, std=chosen.std).argmax(1)

@@ -165,7 +165,8 @@ def _report(result: RunResult, options: RunOptions) -> None:
     if result.history:
         ui.console.print(ui.history_table(result.history, result.best_epoch))
         title = f"mnistcli {result.recipe.model}"
-        curves = plots.training_curves(result.history, result.out_dir / "curves.png", title=title)
+        note = train_note(result.recipe)
+        curves = plots.training_curves(result.history, result.out_dir / "curves.png", title=title, train_note=note)
         ui.info(f"History: {result.out_dir / 'history.json'}, {result.out_dir / 'history.csv'}; curves: {curves}")
     if result.interrupted_at is not None:
         epoch, batch = result.interrupted_at
@@ -178,6 +179,16 @@ def _report(result: RunResult, options: RunOptions) -> None:
             f"Best epoch {best['epoch']}: val {ui.pct(best.get('val_acc'))}, test {ui.pct(best['test_acc'])} "
             f"-> {result.out_dir / 'best.pt'}"
         )
+
+
+def train_note(r: Recipe) -> str:
+    """Why the training curve sits apart from validation and test: how its figures were measured."""
+    parts = ["during the epoch"]
+    if r.augment:
+        parts.append("shifted images")
+    if r.label_smoothing:
+        parts.append(f"label smoothing {r.label_smoothing:g}")
+    return ", ".join(parts)
 
 
 def resume_command(last: Path, options: RunOptions) -> str:

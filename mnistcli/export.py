@@ -1,0 +1,117 @@
+"""Inference files for people who only use a model: safetensors (mnistcli's own format, see
+`checkpoint.export`) and ONNX (the optional extra `mnistcli[onnx]`), for runtimes without torch.
+
+The ONNX graph takes what `predict` feeds the network, 28x28 images with pixel values 0-255
+(light digit on black), normalises them itself and gives class probabilities:
+`pixels` float32 (batch, 28, 28) -> `probabilities` float32 (batch, classes), any batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mnistcli.errors import CheckpointError, MnistCliError
+
+if TYPE_CHECKING:
+    from mnistcli.checkpoint import Checkpoint
+
+# torch is imported by the functions that need it: the command line lists FORMATS in its help.
+FORMATS = ("safetensors", "onnx")
+ONNX_EXTRA = "pip install 'mnistcli[onnx]'"
+
+
+def write(ckpt: Checkpoint, path: Path, fmt: str = "safetensors") -> Path:
+    """Write an inference-only model of `ckpt` to `path` in format `fmt`."""
+    from mnistcli import checkpoint
+
+    if fmt == "safetensors":
+        checkpoint.export(ckpt.inference_only(), path)
+    elif fmt == "onnx":
+        write_onnx(ckpt, path)
+    else:
+        raise MnistCliError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    return Path(path)
+
+
+def write_onnx(ckpt: Checkpoint, path: Path) -> None:
+    """Export the network with a dynamic batch axis; metadata (classes, normalisation, metrics) goes in
+    the model's metadata_props. Written to a temp file and renamed, as every model file is."""
+    try:
+        import onnx  # noqa: F401 (the exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise MnistCliError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from exc
+    from mnistcli import checkpoint
+
+    program = _onnx_program(ckpt)
+    info = ckpt.inference_only()
+    program.model.metadata_props.update(
+        {
+            "mnistcli": json.dumps(
+                {
+                    "model": info.model,
+                    "classes": info.classes,
+                    "normalization": info.normalization,
+                    "dataset": info.dataset,
+                    "metrics": info.metrics,
+                    "input": "pixels: float32 (batch, 28, 28), 0-255, light digit on black",
+                    "output": "probabilities: float32 (batch, classes)",
+                }
+            )
+        }
+    )
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=checkpoint.temp_prefix(path), suffix=checkpoint.TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        program.save(tmp, external_data=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def probabilities_module(ckpt: Checkpoint) -> Any:
+    """pixels (B, 28, 28) in 0-255 -> class probabilities (B, classes): the network with its input
+    normalisation and softmax, as one module."""
+    import torch
+
+    from mnistcli import checkpoint
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module, mean: float, std: float):
+            super().__init__()
+            self.net = net
+            self.scale = 1.0 / (255.0 * std)
+            self.shift = mean / std
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            x = pixels.unsqueeze(1) * self.scale - self.shift  # (B, 1, 28, 28), as data.normalize makes it
+            return self.net(x).softmax(dim=1)
+
+    net = checkpoint.build_model(ckpt).to(memory_format=torch.contiguous_format)
+    return Probabilities(net, ckpt.spec.mean, ckpt.spec.std).eval()
+
+
+def _onnx_program(ckpt: Checkpoint) -> Any:  # torch.onnx.ONNXProgram
+    import warnings
+
+    import torch
+
+    module = probabilities_module(ckpt)
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():  # the exporter reports its progress as warnings and prints
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(
+            module,
+            (torch.zeros(2, 28, 28),),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
