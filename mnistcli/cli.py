@@ -15,6 +15,7 @@ from mnistcli.commands.evaluate import evaluate
 from mnistcli.commands.export import export
 from mnistcli.commands.predict import predict
 from mnistcli.commands.samples import show_samples
+from mnistcli.commands.serve import serve
 from mnistcli.commands.train import train
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command()(evaluate)
 app.command()(predict)
 app.command("show-samples")(show_samples)
 app.command()(export)
+app.command()(serve)
 
 
 def main() -> None:

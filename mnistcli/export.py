@@ -14,14 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistcli.errors import CheckpointError, MnistCliError
+from mnistcli.errors import CheckpointError, MissingExtra, MnistCliError
 
 if TYPE_CHECKING:
     from mnistcli.checkpoint import Checkpoint
 
 # torch is imported by the functions that need it: the command line lists FORMATS in its help.
 FORMATS = ("safetensors", "onnx")
-ONNX_EXTRA = "pip install 'mnistcli[onnx]'"
 
 
 def write(ckpt: Checkpoint, path: Path, fmt: str = "safetensors") -> Path:
@@ -44,7 +43,7 @@ def write_onnx(ckpt: Checkpoint, path: Path) -> None:
         import onnx  # noqa: F401 (the exporter needs both)
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise MnistCliError(f"ONNX export needs the onnx extra: {ONNX_EXTRA}") from exc
+        raise MissingExtra("onnx", "ONNX export") from exc
     from mnistcli import checkpoint
 
     program = _onnx_program(ckpt)

@@ -8,6 +8,7 @@ grey scale, polarity, uneven light and noise, crop, scale, centre.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from mnistcli.errors import ImageError
+from mnistcli.errors import ImageError, ImageTooLarge
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
@@ -28,15 +29,16 @@ TARGET_STROKE = 2.6
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this much (on a 0-1 scale)
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open an image file safely: size checked before decoding, EXIF orientation applied, first frame."""
-    path = Path(path)
+def open_image(source: Path | bytes, name: str | None = None) -> Image.Image:
+    """Open an image (a file, or the bytes of one) safely: size checked before decoding, EXIF
+    orientation applied, first frame. Errors name `name` (default: the path)."""
+    path = name if name is not None else str(source) if not isinstance(source, bytes) else "image"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{path}: image too large ({image.width}x{image.height} pixels)")
+                raise ImageTooLarge(f"{path}: image too large ({image.width}x{image.height} pixels)")
             image.seek(0)  # first frame of an animation
             image.load()
     except ImageError:
@@ -48,7 +50,7 @@ def open_image(path: Path) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image too large (decompression bomb protection)") from exc
+        raise ImageTooLarge(f"{path}: image too large (decompression bomb protection)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{path}: truncated or corrupt image ({exc})") from exc
     try:
@@ -227,13 +229,17 @@ def raw_input(image: Image.Image) -> np.ndarray:
     return np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8)
 
 
-def load_digit(path: Path, raw: bool = False, object_size: int = DIGIT_SIZE) -> np.ndarray:
-    """Read `path` and make the 28x28 uint8 input the network sees; ImageError names the file."""
-    image = open_image(path)
+def load_digit(
+    source: Path | bytes, raw: bool = False, object_size: int = DIGIT_SIZE, name: str | None = None
+) -> np.ndarray:
+    """Read an image file (or its bytes) and make the 28x28 uint8 input the network sees; ImageError
+    names the file (or `name`)."""
+    path = name if name is not None else str(source) if not isinstance(source, bytes) else "image"
+    image = open_image(source, path)
     try:
         return raw_input(image) if raw else to_mnist(image, object_size)
     except ImageError as exc:
-        if str(exc).startswith(str(path)):
+        if str(exc).startswith(path):
             raise
         raise ImageError(f"{path}: {exc}") from exc
     except (OSError, ValueError) as exc:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import io
 import re
+import socket
 import struct
 import subprocess
 import sys
+import time
+import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +58,36 @@ def run_module(*args: Any, cwd: Path = ROOT, timeout: int = 600, check: bool = T
     return result
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    """`mnistcli serve` on a free port in a child process; returns it and its URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistcli", "serve", "--port", str(port), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=1)
+            return proc, url
+        except OSError as exc:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read()) from exc
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
 def train_cmd(data_dir: Path, out_dir: Path, *extra: Any) -> list[str]:
     """A small training run on the fixture data as a child-process command line."""
     return [
@@ -89,6 +124,16 @@ def plain(text: str) -> str:
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(path).size[0] > 100
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    raw = buf.getvalue()
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    patched = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return raw[:8] + patched + raw[8 + 25 :]
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from mnistcli import data, preprocess
 from mnistcli.cli import app
 from mnistcli.errors import DataError, ImageError
 
-from helpers import idx_bytes, render_digits
+from helpers import bomb_png, idx_bytes, render_digits
 
 DIGIT = render_digits(1, seed=4)[0][0]  # a "0", light on black, 28x28
 
@@ -30,15 +28,6 @@ def big_digit(mode: str = "L", size: int = 140) -> Image.Image:
 
 def png_bytes(image: Image.Image, **kw) -> bytes:
     return encode(image, "PNG", **kw)
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels."""
-    raw = png_bytes(Image.new("L", (8, 8)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    patched = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    return raw[:8] + patched + raw[8 + 25 :]
 
 
 def _works(path) -> np.ndarray:

@@ -1,0 +1,204 @@
+"""`mnistcli serve`: a JSON API and a drawing page over the same core as `predict` (FastAPI).
+
+    GET  /             the drawing page (one self-contained file, works offline)
+    GET  /api/health   status, model, where it came from, classes, the upload limit
+    POST /api/predict  one image (multipart field `image`, or a raw body with an image type)
+                       -> the object `predict --json` gives for one file; repeated `image`
+                       fields -> a list of them. `?input=true` adds the 28x28 input as a PNG.
+
+Bad input gets a 4xx with {"error": "..."}; uploads stay in memory and are never written to
+disk. The model is loaded once and one inference runs at a time (a lock); torch's own threads
+are bounded by `--threads`.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import io
+import threading
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from mnistcli import inference, preprocess
+from mnistcli.checkpoint import LoadedModel
+from mnistcli.errors import ImageError, ImageTooLarge
+
+DEFAULT_MAX_UPLOAD_MB = 10.0
+MAX_IMAGES = 64  # images in one request
+IMAGE_TYPES = ("image/",)
+
+
+class HttpError(Exception):
+    """An expected failure of a request: its status and one line for {"error": ...}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(loaded: LoadedModel, max_upload: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6)) -> Any:
+    """The web app around one loaded model; `max_upload` is the largest request body in bytes."""
+    from starlette.concurrency import run_in_threadpool
+
+    app = FastAPI(title="mnistcli", summary="Read handwritten digits", docs_url="/api/docs", redoc_url=None)
+    predictor = Predictor(loaded)
+    page = resources.files("mnistcli").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(HttpError)
+    async def expected(request: Request, exc: HttpError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        ck = loaded.checkpoint
+        return {
+            "status": "ok",
+            "model": ck.model,
+            "source": loaded.source,
+            "checkpoint": loaded.path.name,
+            "summary": ck.describe(),
+            "classes": ck.classes,
+            "max_upload_bytes": max_upload,
+        }
+
+    @app.post("/api/predict")
+    async def predict(request: Request, input: bool = False) -> Any:
+        """One image as multipart field `image` (repeat the field for several) or as a raw body with an
+        image content type. `input=true` adds the 28x28 input the network saw, as a PNG data URL."""
+        images = read_images(request.headers.get("content-type", ""), await request.body())
+        if len(images) == 1:
+            return await run_in_threadpool(predictor.predict, *images[0], input)
+        return await run_in_threadpool(predictor.predict_each, images, input)
+
+    return BodyLimit(app, max_upload)
+
+
+class Predictor:
+    """The model, loaded once, behind a lock: one forward pass at a time whatever the request threads."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.lock = threading.Lock()
+        self.object_size = loaded.checkpoint.spec.object_size
+        self.classes = len(loaded.checkpoint.classes)
+
+    def predict(self, name: str, data: bytes, with_input: bool = False) -> dict[str, Any]:
+        """The row `predict --json` gives for one file; HttpError for a picture that cannot be read."""
+        try:
+            x = preprocess.load_digit(data, object_size=self.object_size, name=name)
+        except ImageTooLarge as exc:
+            raise HttpError(413, str(exc)) from exc
+        except ImageError as exc:
+            raise HttpError(422, str(exc)) from exc
+        with self.lock:
+            (row,) = inference.predict_inputs(self.loaded, [x], [name], top_k=self.classes)
+        if with_input:
+            row["input"] = png_data_url(x)
+        return row
+
+    def predict_each(self, images: list[tuple[str, bytes]], with_input: bool = False) -> list[dict[str, Any]]:
+        """Several pictures: a row each, or {"file", "error", "status"} for one that cannot be read."""
+        rows = []
+        for name, data in images:
+            try:
+                rows.append(self.predict(name, data, with_input))
+            except HttpError as exc:
+                rows.append({"file": name, "error": str(exc), "status": exc.status})
+        return rows
+
+
+def png_data_url(image: Any) -> str:
+    """A 28x28 uint8 array as a data: URL of a PNG, for an <img> on the page."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def read_images(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each image in a request: multipart `image` fields, or the whole body."""
+    if not body:
+        raise HttpError(400, "empty request: send an image as multipart field 'image' or as the body")
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return _multipart_images(content_type, body)
+    if kind.startswith(IMAGE_TYPES) or kind == "application/octet-stream":
+        return [("upload", body)]
+    raise HttpError(415, f"unsupported content type {kind or '(none)'!r}: send multipart/form-data or an image type")
+
+
+def _multipart_images(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise HttpError(400, "malformed multipart body")
+    images = []
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") != "image":
+            continue
+        data = part.get_payload(decode=True)
+        images.append((part.get_filename() or "upload", data if isinstance(data, bytes) else b""))
+    if not images:
+        raise HttpError(400, "no multipart field named 'image'")
+    if len(images) > MAX_IMAGES:
+        raise HttpError(413, f"too many images in one request ({len(images)}; at most {MAX_IMAGES})")
+    empty = [name for name, data in images if not data]
+    if empty and len(images) == 1:
+        raise HttpError(400, f"{empty[0]}: empty file")
+    return images
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes gets 413 before the app sees any of it."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._too_large(send)
+            if not message.get("more_body", False):
+                break
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Callable[..., Any]) -> None:
+        mb = self.limit / 1e6
+        await JSONResponse({"error": f"request body over the {mb:g} MB limit (--max-upload)"}, status_code=413)(
+            {"type": "http"}, _nothing, send
+        )
+
+
+async def _nothing() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
