@@ -26,11 +26,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from mnistcli import __version__
+from mnistcli import __version__, models
 from mnistcli.datasets import DATASETS, DIGITS, MNIST_SPEC, DatasetSpec
 from mnistcli.engine import place_model
 from mnistcli.errors import CheckpointError, MnistCliError
-from mnistcli.models import create_model
 from mnistcli.recipes import Recipe
 
 FORMAT_VERSION = 1
@@ -292,7 +291,7 @@ def load(path: Path, map_location: str | torch.device = "cpu", model_name: Optio
         raise CheckpointError(f"{path}: not a readable model file (not a PyTorch checkpoint or a safetensors file)")
     raw = _torch_load(path, map_location)
     if model_name is not None and _is_state_dict(raw) and "format_version" not in raw:
-        return Checkpoint(model=model_name, state_dict=raw)
+        return Checkpoint(model=model_name, state_dict=raw, model_args=models.model_args(model_name))
     return Checkpoint.from_dict(raw, path)
 
 
@@ -358,7 +357,7 @@ def _first_line(exc: BaseException) -> str:
 def build_model(ckpt: Checkpoint, path: Path | str = "checkpoint", device: Optional[torch.device] = None) -> nn.Module:
     """Rebuild the network a checkpoint describes, load its weights, and put it in eval mode on `device`."""
     try:
-        model = create_model(ckpt.model, **dict(ckpt.model_args))
+        model = models.build(ckpt.model, dict(ckpt.model_args))
     except MnistCliError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     try:

@@ -5,6 +5,8 @@ Commands parse options, call the core and render with `ui`; the core never print
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -56,4 +58,27 @@ app.command()(serve)
 
 
 def main() -> None:
-    app(prog_name="mnistcli")
+    """The console script: run the app, then leave at once.
+
+    Everything mnistcli writes is closed (and fsynced) by the time a command returns, so the exit
+    skips the interpreter's teardown: with torch loaded that teardown takes about 0.4 s on a
+    2-core CPU, a tenth of a short command.
+    """
+    try:
+        app(prog_name="mnistcli")
+        code = 0
+    except SystemExit as exc:
+        code = exit_code(exc.code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def exit_code(code: object) -> int:
+    """What sys.exit(code) would have made the process exit with."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

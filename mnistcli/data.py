@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,18 +71,48 @@ def search_dirs(
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (gzipped or not) into an array; corrupt files raise DataError naming the file."""
+    """Parse one IDX file (gzipped or not) into an array; corrupt files raise DataError naming the file.
+
+    A gzipped file is decompressed once: the array is kept in the user's cache as .npy, under the
+    file's name, size and CRC-32, and read from there while the file stays the same.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if raw[:2] == b"\x1f\x8b":
+    if raw[:2] != b"\x1f\x8b":
+        return parse_idx(raw, str(path))
+    cached = cache_dir() / "idx" / f"{path.name}-{len(raw)}-{zlib.crc32(raw):08x}.npy"
+    array = _read_cached(cached)
+    if array is None:
         try:
-            raw = gzip.decompress(raw)
+            array = parse_idx(gzip.decompress(raw), str(path))
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    return parse_idx(raw, str(path))
+        _write_cached(cached, array)
+    return array
+
+
+def _read_cached(path: Path) -> Optional[np.ndarray]:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # absent, unreadable or damaged: decompress again
+        return None
+
+
+def _write_cached(path: Path, array: np.ndarray) -> None:
+    """Best effort: a cache that cannot be written only costs the decompression next time."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:

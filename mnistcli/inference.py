@@ -21,7 +21,7 @@ from mnistcli.errors import ImageError
 
 # Below this top probability a prediction is flagged as unsure (chosen on the development set
 # of real pictures; see the README's results).
-UNSURE_BELOW = 0.5
+UNSURE_BELOW = 0.6
 
 
 def dataset_of(ckpt: Checkpoint, data_dir: Optional[Path], download: bool, splits: tuple[str, ...]) -> Dataset:
@@ -72,19 +72,24 @@ def predict_inputs(
     ck = loaded.checkpoint
     spec = ck.spec
     probs = engine.predict(loaded.net, torch.from_numpy(np.stack(inputs)), mean=spec.mean, std=spec.std)
-    top_p, top_i = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    return [prediction_row(name, p, i, ck.classes) for name, p, i in zip(names, top_p.tolist(), top_i.tolist())]
+    top_p, top_i = probs.topk(min(max(top_k, 2), probs.shape[1]), dim=1)
+    return [prediction_row(name, p, i, ck.classes, top_k) for name, p, i in zip(names, top_p.tolist(), top_i.tolist())]
 
 
-def prediction_row(name: str, probs: list[float], digits: list[int], classes: Sequence[str]) -> dict[str, Any]:
-    """The row of one picture from its top-k probabilities (highest first) and class indices."""
+def prediction_row(
+    name: str, probs: list[float], digits: list[int], classes: Sequence[str], top_k: int
+) -> dict[str, Any]:
+    """The row of one picture from its most likely classes (highest first): the answer, whether it
+    is unsure (then the runner-up is the other candidate), and the top k."""
+    ranked = [{"digit": d, "label": classes[d], "probability": p} for d, p in zip(digits, probs)]
     return {
         "file": name,
         "digit": digits[0],
         "label": classes[digits[0]],
         "confidence": probs[0],
         "unsure": probs[0] < UNSURE_BELOW,
-        "top_k": [{"digit": d, "label": classes[d], "probability": p} for d, p in zip(digits, probs)],
+        "runner_up": ranked[1] if len(ranked) > 1 else None,
+        "top_k": ranked[:top_k],
     }
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistcli import checkpoint, distributed
-from mnistcli.augment import random_shift
+from mnistcli.augment import Distortion, distort, random_shift
 from mnistcli.checkpoint import Checkpoint
 from mnistcli.data import Dataset, Split, load_dataset, num_batches
 from mnistcli.engine import (
@@ -32,7 +32,7 @@ from mnistcli.engine import (
     train_epoch,
 )
 from mnistcli.errors import OptionError
-from mnistcli.models import count_parameters, create_model
+from mnistcli.models import count_parameters, create_model, model_args
 from mnistcli.optim import continue_schedule, make_optimizer, make_scheduler
 from mnistcli.recipes import Recipe, Resolved, RunOptions, resolve
 from mnistcli.saver import CheckpointSaver
@@ -424,10 +424,19 @@ def _loss(r: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 
 
 def _augmentation(run: Run) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
-    if not run.recipe.augment:
+    """Distortions (stroke width, rotation, scale, shear, elastic), then whole-pixel shifts."""
+    r = run.recipe
+    distortion = Distortion(r.rotate, r.scale, r.shear, r.elastic, r.stroke)
+    if not r.augment and distortion == Distortion():
         return None
     blank = -run.data.spec.mean / run.data.spec.std  # an empty pixel after normalisation
-    return lambda x: random_shift(x, run.recipe.augment, run.generator, blank)
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        if distortion != Distortion():
+            x = distort(x, distortion, run.generator, blank)
+        return random_shift(x, r.augment, run.generator, blank)
+
+    return augment
 
 
 def evaluate_and_record(run: Run, epoch: int, progress: EpochProgress) -> dict[str, Any]:
@@ -459,6 +468,7 @@ def make_checkpoint(
     """Everything needed to use the run's weights and to resume it exactly."""
     return Checkpoint(
         model=run.recipe.model,
+        model_args=model_args(run.recipe.model),
         state_dict=_cpu(run.scored.state_dict()),
         train_state_dict=_cpu(run.model.state_dict()) if run.average is not None else None,
         ema_steps=run.average.steps if run.average is not None else None,

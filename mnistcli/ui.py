@@ -202,11 +202,13 @@ def history_table(history: list[dict], best_epoch: Optional[int]) -> Table:
 
 
 def model_table(rows: list[tuple[str, int, str]], default: str) -> Table:
-    return simple_table(
+    table = simple_table(
         "Models",
         ["Name", "Parameters", "Description"],
         [(name + (" (default)" if name == default else ""), f"{n:,}", desc) for name, n, desc in rows],
     )
+    table.columns[2].justify = "left"
+    return table
 
 
 def saved_paths(paths: list[Path]) -> str:
@@ -245,7 +247,8 @@ def predictions_table(rows: list[dict], top_k: int) -> Table:
     if top_k > 1:
         table.add_column(f"Top {top_k}")
     for r in rows:
-        cells = [escape(r["file"]), r["label"], pct(r["confidence"], 1)]
+        answer = f"[yellow]{r['label']} or {r['runner_up']['label']}?[/]" if r["unsure"] else r["label"]
+        cells = [escape(r["file"]), answer, pct(r["confidence"], 1)]
         if top_k > 1:
             cells.append("  ".join(f"{t['label']} {pct(t['probability'], 1)}" for t in r["top_k"]))
         table.add_row(*cells)

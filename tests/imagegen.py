@@ -13,7 +13,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 STYLES = ("paper-photo", "transparent-png", "white-on-black", "black-on-white", "tight-crop", "exif-rotated")
-SUFFIX = {"paper-photo": ".jpg", "exif-rotated": ".jpg"}
+# Harder photos of pen on paper, as a third of people's pictures are: a thin faint ballpoint on grey
+# paper, ruled and squared paper, a small digit in a large frame.
+PAPER_STYLES = ("ballpoint-photo", "lined-paper", "squared-paper", "small-in-frame")
+SUFFIX = dict.fromkeys(("paper-photo", "exif-rotated", *PAPER_STYLES), ".jpg")
 
 
 def _upscale(digit: np.ndarray, size: int) -> np.ndarray:
@@ -91,6 +94,128 @@ def tight_crop(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(((1.0 - ink) * 255).astype(np.uint8), "L")
 
 
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """The centre lines of a boolean mask, one pixel wide (Zhang and Suen's thinning, 1984)."""
+    img = mask.astype(np.uint8)
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            p = np.pad(img, 1)
+            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:], p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]
+            count = sum(n)
+            turns = sum((n[i] == 0) & (n[(i + 1) % 8] == 1) for i in range(8))
+            p2, _, p4, _, p6, _, p8, _ = n
+            side = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0) if step == 0 else (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+            remove = (img == 1) & (count >= 2) & (count <= 6) & (turns == 1) & side
+            if remove.any():
+                img[remove] = 0
+                changed = True
+    return img.astype(bool)
+
+
+def pen(digit: np.ndarray, size: int, width: float) -> np.ndarray:
+    """The digit's centre line drawn `width` px wide at size x size: float ink in [0, 1], anti-aliased."""
+    line = skeleton(_upscale(digit, size) > 0.45)
+    img = Image.fromarray(line.astype(np.uint8) * 255)
+    k = round(width)
+    if k >= 2:
+        img = img.filter(ImageFilter.MaxFilter(k | 1))
+    img = img.filter(ImageFilter.GaussianBlur(max(0.5, width / 4)))
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return np.clip(a / max(1e-6, float(a.max())), 0, 1)
+
+
+def _paper(shape: tuple[int, int], base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB paper (H, W, 3): a tint, uneven light, a little texture."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
+    light = rng.uniform(0.75, 0.9) + rng.uniform(0.1, 0.25) * (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
+    texture = np.asarray(
+        Image.fromarray((rng.normal(128, 40, (h, w))).clip(0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(1.5)
+        ),
+        dtype=np.float32,
+    )
+    grain = (texture - 128) / 128 * rng.uniform(0.01, 0.03)
+    return (base[None, None, :] * light[..., None] + grain[..., None]).astype(np.float32)
+
+
+def _ink_on(paper: np.ndarray, ink: np.ndarray, colour, strength: float) -> np.ndarray:
+    colour = np.asarray(colour, dtype=np.float32)
+    a = (ink * strength)[..., None]
+    return paper * (1 - a) + colour * a
+
+
+def _photo(rgb: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    rgb = rgb + rng.normal(0, 0.015, rgb.shape).astype(np.float32)
+    img = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+    return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))  # the camera's softness
+
+
+BALLPOINTS = ([0.15, 0.2, 0.55], [0.1, 0.1, 0.15], [0.2, 0.3, 0.65])
+
+
+def ballpoint_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A thin ballpoint line (1.5-3.5 px), faint, on grey paper, in a phone-sized photo."""
+    h, w = int(rng.integers(800, 1300)), int(rng.integers(800, 1300))
+    size = int(rng.uniform(0.3, 0.55) * min(h, w))
+    ink = _place(pen(digit, size, rng.uniform(1.5, 3.5)), (h, w), rng)
+    paper = _paper((h, w), np.array([0.8, 0.8, 0.78]) * rng.uniform(0.65, 0.95), rng)
+    return _photo(_ink_on(paper, ink, BALLPOINTS[int(rng.integers(len(BALLPOINTS)))], rng.uniform(0.45, 0.8)), rng)
+
+
+def _ruled(shape: tuple[int, int], spacing: int, rng: np.random.Generator, across: bool) -> np.ndarray:
+    """Printed lines every `spacing` px (horizontal; vertical too when `across`), as float ink."""
+    h, w = shape
+    lines = np.zeros((h, w), np.float32)
+    thick = int(rng.integers(1, 4))
+    for y in range(int(rng.integers(0, spacing)), h, spacing):
+        lines[y : y + thick] = 1
+    if across:
+        for x in range(int(rng.integers(0, spacing)), w, spacing):
+            lines[:, x : x + thick] = 1
+    return lines
+
+
+def lined_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A pen digit on ruled paper: light blue lines through it, sometimes a red margin."""
+    h, w = int(rng.integers(600, 1000)), int(rng.integers(600, 1000))
+    spacing = int(rng.integers(40, 75))
+    size = int(rng.uniform(1.3, 2.4) * spacing)
+    ink = _place(pen(digit, size, rng.uniform(2.5, 6)), (h, w), rng)
+    paper = _paper((h, w), np.array([0.97, 0.96, 0.93]), rng)
+    paper = _ink_on(paper, _ruled((h, w), spacing, rng, across=False), [0.45, 0.65, 0.95], rng.uniform(0.35, 0.6))
+    if rng.random() < 0.5:
+        margin = np.zeros((h, w), np.float32)
+        x = int(rng.uniform(0.05, 0.15) * w)
+        margin[:, x : x + 2] = 1
+        paper = _ink_on(paper, margin, [0.9, 0.3, 0.3], 0.5)
+    return _photo(_ink_on(paper, ink, BALLPOINTS[int(rng.integers(len(BALLPOINTS)))], rng.uniform(0.7, 0.95)), rng)
+
+
+def squared_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A pen digit on squared (grid) paper, two to four squares tall."""
+    h, w = int(rng.integers(600, 1000)), int(rng.integers(600, 1000))
+    spacing = int(rng.integers(28, 55))
+    size = int(rng.uniform(2.0, 4.0) * spacing)
+    ink = _place(pen(digit, size, rng.uniform(2.5, 6)), (h, w), rng)
+    paper = _paper((h, w), np.array([0.97, 0.97, 0.95]), rng)
+    paper = _ink_on(paper, _ruled((h, w), spacing, rng, across=True), [0.5, 0.6, 0.75], rng.uniform(0.25, 0.5))
+    return _photo(_ink_on(paper, ink, BALLPOINTS[int(rng.integers(len(BALLPOINTS)))], rng.uniform(0.7, 0.95)), rng)
+
+
+def small_in_frame(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A photo of a whole page where the digit is small: 60-140 px tall in a 1500-2400 px frame."""
+    h, w = int(rng.integers(1500, 2400)), int(rng.integers(1500, 2400))
+    size = int(rng.integers(60, 140))
+    ink = _place(pen(digit, size, rng.uniform(2.0, 5.0)), (h, w), rng)
+    paper = _paper((h, w), np.array([0.93, 0.92, 0.88]), rng)
+    return _photo(_ink_on(paper, ink, BALLPOINTS[int(rng.integers(len(BALLPOINTS)))], rng.uniform(0.7, 0.95)), rng)
+
+
 _EXIF_ROTATIONS = {3: Image.ROTATE_180, 6: Image.ROTATE_90, 8: Image.ROTATE_270}
 
 
@@ -112,6 +237,14 @@ def make(style: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
         image.save(buf, "JPEG", quality=88, exif=exif)
     elif style == "paper-photo":
         paper_photo(digit, rng).save(buf, "JPEG", quality=88)
+    elif style in PAPER_STYLES:
+        maker = {
+            "ballpoint-photo": ballpoint_photo,
+            "lined-paper": lined_paper,
+            "squared-paper": squared_paper,
+            "small-in-frame": small_in_frame,
+        }[style]
+        maker(digit, rng).save(buf, "JPEG", quality=int(rng.integers(80, 93)))
     else:
         maker = {
             "transparent-png": transparent_png,
@@ -123,13 +256,15 @@ def make(style: str, digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def write_set(folder: Path, digits: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[tuple[Path, int, str]]:
+def write_set(
+    folder: Path, digits: np.ndarray, labels: np.ndarray, seed: int = 0, styles: tuple[str, ...] = STYLES
+) -> list[tuple[Path, int, str]]:
     """Every digit in every style as files in `folder`; returns (path, label, style) for each."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out = []
     for i, (digit, label) in enumerate(zip(digits, labels)):
-        for style in STYLES:
+        for style in styles:
             path = folder / f"{i:04d}-{style}-label{int(label)}{SUFFIX.get(style, '.png')}"
             path.write_bytes(make(style, digit, rng))
             out.append((path, int(label), style))

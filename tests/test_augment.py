@@ -1,5 +1,7 @@
 """Augmentation on whole batches: every image moves as a whole, within its limits, over the background."""
 
+import math
+
 import torch
 
 from mnistcli.augment import random_shift
@@ -42,3 +44,57 @@ def test_a_one_pixel_shift_moves_images_by_one_pixel_at_most():
     out = random_shift(x, 1, torch.Generator().manual_seed(1), background=0.0)
     shifts = [_shift_of(x[i, 0], out[i, 0], 1, 0.0) for i in range(32)]
     assert None not in shifts and len(set(shifts)) > 4  # they do move
+
+
+def test_dilate3_is_a_3x3_max_pool():
+    import torch.nn.functional as F
+
+    from mnistcli.augment import dilate3
+
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(dilate3(x), F.max_pool2d(x, 3, stride=1, padding=1))
+
+
+def _blank_and_digit():
+    x = torch.full((6, 1, 28, 28), -0.5)
+    x[:, :, 8:20, 12:16] = 2.0  # a bar, bright on the background
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def test_distortions_bring_in_background_and_keep_the_ink():
+    from mnistcli.augment import Distortion, distort
+
+    x = _blank_and_digit()
+    out = distort(x, Distortion(rotate=15, scale=0.15, shear=15, elastic=20), torch.Generator().manual_seed(0), -0.5)
+    assert out.shape == x.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out[:, :, :3, :], torch.tensor(-0.5), atol=1e-5)  # the top rows: blank paper, not grey
+    assert not torch.equal(out[0], out[1])  # each image its own distortion
+    mass = (out + 0.5).flatten(1).sum(1) / (x + 0.5).flatten(1).sum(1)
+    assert ((mass > 0.5) & (mass < 1.6)).all(), mass  # the bar is moved, scaled and bent, not lost
+    blank = torch.full_like(x, -0.5)
+    assert torch.allclose(distort(blank, Distortion(15, 0.15, 15, 20, 1.0), torch.Generator(), -0.5), blank)
+
+
+def test_a_rotation_turns_the_ink_by_at_most_the_limit():
+    from mnistcli.augment import Distortion, distort
+
+    x = _blank_and_digit()
+    out = distort(x, Distortion(rotate=30), torch.Generator().manual_seed(3), -0.5)
+    for image in out:
+        ys, xs = torch.nonzero(image[0] > 0.75, as_tuple=True)
+        cov = torch.cov(torch.stack([xs.float(), ys.float()]))
+        angle = 0.5 * torch.atan2(2 * cov[0, 1], cov[1, 1] - cov[0, 0])  # of the bar's long axis, from vertical
+        assert abs(float(angle)) <= math.radians(30) + 0.05
+
+
+def test_stroke_width_changes_bolden_or_thin_a_share_of_the_images():
+    from mnistcli.augment import random_stroke_width
+
+    x = _blank_and_digit().repeat(20, 1, 1, 1)
+    out = random_stroke_width(x, 0.6, torch.Generator().manual_seed(0))
+    before = (x + 0.5).flatten(1).sum(1)
+    after = (out + 0.5).flatten(1).sum(1)
+    bolder, thinner = (after > before * 1.01).sum(), (after < before * 0.99).sum()
+    same = torch.isclose(after, before).sum()
+    assert bolder > 10 and thinner > 10 and same > 20  # about 30%, 30% and 40% of 120
+    assert (out >= x.min()).all() and (out <= x.max()).all()

@@ -6,12 +6,12 @@ import torch
 from mnistcli import checkpoint
 from mnistcli.checkpoint import Checkpoint
 from mnistcli.errors import CheckpointError
-from mnistcli.models import create_model
+from mnistcli.models import count_parameters, create_model, model_args
 
 
 def make_ckpt(model_name="cnn"):
     model = create_model(model_name)
-    return model, Checkpoint(model=model_name, state_dict=model.state_dict())
+    return model, Checkpoint(model=model_name, state_dict=model.state_dict(), model_args=model_args(model_name))
 
 
 def test_save_load_roundtrip_rebuilds_the_same_model(tmp_path):
@@ -73,7 +73,7 @@ def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
     for change, expected in (
         ({"format_version": checkpoint.FORMAT_VERSION + 1}, "newer"),
         ({"model": "nope"}, "unknown model"),
-        ({"model": "report-cnn"}, "do not fit"),
+        ({"model": "report-cnn", "model_args": {}}, "do not fit"),
     ):
         path = tmp_path / "c.pt"
         torch.save({**ckpt.to_dict(), **change}, path)
@@ -93,3 +93,15 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         checkpoint.load(path)
     assert not marker.exists()
+
+
+def test_a_checkpoint_from_before_model_args_were_stored_rebuilds_its_own_network(tmp_path):
+    """The first release's cnn (24-48-64 channels) saved no model_args; today's cnn is another size."""
+    from mnistcli.models.networks import BatchNormCNN
+
+    old = BatchNormCNN()
+    torch.save(
+        {"format_version": 1, "model": "cnn", "model_args": {}, "state_dict": old.state_dict()}, tmp_path / "o.pt"
+    )
+    rebuilt = checkpoint.build_model(checkpoint.load(tmp_path / "o.pt"))
+    assert count_parameters(rebuilt) == count_parameters(old) == 63_090 != count_parameters(create_model("cnn"))

@@ -187,3 +187,23 @@ def test_evaluate_json_on_a_case_worked_out_by_hand(tmp_path):
     right = math.log(1 + 9 * math.exp(dark - lit))
     wrong = math.log(math.exp(lit) + 9 * math.exp(dark)) - dark
     assert doc["loss"] == pytest.approx((3 * right + 3 * wrong) / 6, rel=1e-4)
+
+
+def test_an_unsure_answer_says_so_in_the_table_and_the_json(trained_run, images, monkeypatch):
+    from mnistcli import inference
+
+    _folder, files = images
+    monkeypatch.setattr(inference, "UNSURE_BELOW", 1.01)  # every answer is unsure
+    doc = json.loads(run("predict", files[0][0], "-c", trained_run / "best.pt", "--json", "--top-k", 1).stdout)
+    row = doc["predictions"][0]
+    assert row["unsure"] is True and row["runner_up"]["digit"] != row["digit"] and len(row["top_k"]) == 1
+    table = run("predict", files[0][0], "-c", trained_run / "best.pt").stdout
+    assert f"{row['label']} or {row['runner_up']['label']}?" in table
+    monkeypatch.setattr(inference, "UNSURE_BELOW", 0.0)  # no answer is unsure
+    assert (
+        json.loads(run("predict", files[0][0], "-c", trained_run / "best.pt", "--json").stdout)["predictions"][0][
+            "unsure"
+        ]
+        is False
+    )
+    assert " or " not in run("predict", files[0][0], "-c", trained_run / "best.pt").stdout

@@ -108,3 +108,27 @@ def test_real_mnist_loads_with_torchvision_checksum_mismatch():
     ds = data.load_mnist(REAL_MNIST, download_ok=False, val_size=5000)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (55000, 5000, 10000)
     assert abs(ds.test.images.float().mean().item() / 255 - data.MEAN) < 0.01
+
+
+def test_gzipped_files_are_decompressed_once_into_the_cache(fixture_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = fixture_data / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    first = data.read_idx(src)
+    (cached,) = (tmp_path / "cache" / "mnistcli" / "idx").glob("t10k-images-idx3-ubyte.gz-*.npy")
+    monkeypatch.setattr(data.gzip, "decompress", lambda raw: pytest.fail("decompressed again"))
+    assert np.array_equal(data.read_idx(src), first)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached.write_bytes(cached.read_bytes()[:100])  # a damaged cache entry is not trusted
+    assert np.array_equal(data.read_idx(src), first)
+    changed = tmp_path / "t10k-images-idx3-ubyte.gz"
+    changed.write_bytes(gzip.compress(idx_bytes(np.full((2, 28, 28), 7, np.uint8))))
+    assert data.read_idx(changed).tolist() == np.full((2, 28, 28), 7).tolist()  # other bytes: another entry
+
+
+def test_an_unwritable_cache_only_costs_time(fixture_data, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    src = fixture_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    assert data.read_idx(src).shape == (200,)

@@ -111,3 +111,50 @@ def test_expand_inputs_lists_images_in_folders(tmp_path):
     for name in ("b.png", "a.JPG", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in preprocess.expand_inputs([tmp_path])] == ["a.JPG", "b.png"]
+
+
+def _photo_of(style: str, digit: np.ndarray, seed: int) -> bytes:
+    return imagegen.make(style, digit, np.random.default_rng(seed))
+
+
+def _like(out: np.ndarray, digit: np.ndarray) -> float:
+    ref = preprocess.to_mnist(Image.fromarray(digit)).astype(float)
+    return float(np.corrcoef(out.astype(float).ravel(), ref.ravel())[0, 1])
+
+
+@pytest.mark.parametrize("style", imagegen.PAPER_STYLES)
+def test_pen_on_paper_photos_come_out_like_the_digit(style):
+    """A faint ballpoint on grey paper, ruled and squared paper, a small digit in a large frame."""
+    scores = [_like(preprocess.load_digit(_photo_of(style, d, i), name="p"), d) for i, d in enumerate(DIGITS[:5])]
+    assert np.median(scores) > 0.75 and min(scores) > 0.55, scores
+
+
+def test_grey_paper_darker_than_mid_grey_still_has_dark_ink():
+    page = np.full((300, 300), 0.42, np.float32)
+    page[60:240, 140:146] = 0.30  # a faint dark stroke
+    ink = preprocess._as_ink(page)
+    assert ink[100, 142] > ink[10, 10]  # the stroke is the ink, light on dark
+
+
+def test_printed_lines_go_and_the_digit_stays():
+    page = np.zeros((240, 240), np.float32)
+    page[::30, :] = 0.5  # ruled lines across the whole page
+    page[:, 7] = 0.5  # a margin line
+    page[80:170, 100:112] = 1.0  # the digit: a bold bar
+    out = preprocess._without_printed_lines(page, fewest=1)
+    assert out[::30][:, :90].max() < 0.05 and out[:, 7].max() < 0.05
+    assert out[90:160, 100:112].min() > 0.95  # the stroke, where lines cross it too
+    alone = np.zeros((240, 240), np.float32)
+    alone[5:235, 118:121] = 1.0  # a tightly cropped thin 1 is a single line: it stays
+    assert preprocess._without_printed_lines(alone, fewest=2).max() == 1.0
+
+
+def test_a_thin_stroke_in_a_large_photo_is_found_and_given_mnists_width(tmp_path):
+    page = np.full((1200, 1200), 235, np.uint8)
+    page[300:900, 598:601] = 40  # a 3-px pen line, 600 px long
+    Image.fromarray(page).save(tmp_path / "thin.png")
+    out = preprocess.load_digit(tmp_path / "thin.png")
+    cols = np.flatnonzero(out.max(0) > 100)
+    assert 2 <= len(cols) <= 5  # MNIST's stroke width, not a hairline
+    rows = np.flatnonzero(out.max(1) > 100)
+    assert rows[-1] - rows[0] + 1 >= 18

@@ -48,3 +48,11 @@ def test_a_resume_keeps_the_saved_recipe_and_may_change_only_the_epochs():
 def test_a_recipe_saved_before_a_field_existed_takes_the_value_that_meant_as_before():
     old = {k: v for k, v in Recipe().to_dict().items() if k not in LEGACY}
     assert Recipe.from_dict({**old, "unknown": 1}) == Recipe(**{**Recipe().to_dict(), **LEGACY})
+
+
+def test_clothes_are_not_distorted_like_handwriting_unless_asked():
+    fashion = resolve(given={"dataset": "fashion-mnist"}).recipe
+    assert (fashion.rotate, fashion.scale, fashion.shear, fashion.stroke) == (0, 0, 0, 0)
+    assert fashion.augment == Recipe().augment  # shifts still help
+    assert resolve(given={"dataset": "fashion-mnist", "rotate": 5.0}).recipe.rotate == 5.0
+    assert resolve(given={"dataset": "mnist"}).recipe.rotate == Recipe().rotate > 0

@@ -50,7 +50,7 @@ def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     ckpt = checkpoint.load(good).to_dict()
     for name, change, expected in (
         ("unknown-model", {"model": "resnet9000"}, "unknown model"),
-        ("wrong-shapes", {"model": "report-cnn"}, "do not fit"),
+        ("wrong-shapes", {"model": "report-cnn", "model_args": {}}, "do not fit"),
         ("newer-format", {"format_version": checkpoint.FORMAT_VERSION + 1}, "newer than this mnistcli reads"),
         ("not-a-dict", None, "not an mnistcli checkpoint"),
     ):

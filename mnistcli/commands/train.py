@@ -56,6 +56,13 @@ def train(
     ),
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = D.label_smoothing,
     augment: Annotated[int, typer.Option(help="Random shifts of up to N pixels (0 = none).")] = D.augment,
+    rotate: Annotated[float, typer.Option(help="Random rotations of up to this many degrees either way.")] = D.rotate,
+    scale: Annotated[float, typer.Option(help="Random scaling of up to this fraction either way.")] = D.scale,
+    shear: Annotated[float, typer.Option(help="Random shear of up to this many degrees either way.")] = D.shear,
+    elastic: Annotated[
+        float, typer.Option(help="Elastic distortions of this strength (alpha in pixels, Simard et al. 2003).")
+    ] = D.elastic,
+    stroke: Annotated[float, typer.Option(help="Share of images whose strokes are made bolder or thinner.")] = D.stroke,
     ema: Annotated[
         float, typer.Option(help="Evaluate and save an average of the weights with this decay per step (0 = off).")
     ] = D.ema,

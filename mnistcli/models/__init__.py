@@ -8,7 +8,7 @@ and add a `ModelSpec` line below.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mnistcli.errors import OptionError
@@ -24,6 +24,7 @@ class ModelSpec:
     name: str
     target: str  # "module:Class" of the network
     description: str
+    args: dict[str, Any] = field(default_factory=dict)  # what this name builds; checkpoints store them
 
     def builder(self) -> Any:
         module, _, cls = self.target.partition(":")
@@ -36,7 +37,10 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             "cnn",
             "mnistcli.models.networks:BatchNormCNN",
-            "batch-norm CNN (default): 3 x (conv, max-pool, batch norm, ReLU) with 24-48-64 channels, linear 576->10",
+            "batch-norm CNN (default): 3 x (conv 5x5, 5x5, 3x3; max-pool, batch norm, ReLU) with 16-32-96 "
+            "channels, linear 864->10",
+            # 16 channels first: oneDNN is twice as fast at multiples of 16 on this kind of CPU.
+            {"channels": [16, 32, 96], "kernels": [5, 5, 3]},
         ),
         ModelSpec(
             "report-cnn",
@@ -59,8 +63,18 @@ def model_spec(name: str) -> ModelSpec:
         raise OptionError(f"unknown model {name!r}; choose from: {', '.join(_REGISTRY)}") from None
 
 
+def model_args(name: str) -> dict[str, Any]:
+    """The constructor arguments `name` stands for (what a checkpoint of it stores)."""
+    return dict(model_spec(name).args)
+
+
 def create_model(name: str, **args: Any) -> nn.Module:
-    """Build a registered model; `args` are its constructor arguments (stored in checkpoints)."""
+    """Build a registered model: the name's own arguments, with `args` laid over them."""
+    return build(name, {**model_spec(name).args, **args})
+
+
+def build(name: str, args: dict[str, Any]) -> nn.Module:
+    """Build the network class of `name` with exactly `args` (as a checkpoint stored them)."""
     builder = model_spec(name).builder()
     try:
         return builder(**args)

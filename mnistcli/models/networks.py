@@ -51,15 +51,24 @@ def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
 
 
 class BatchNormCNN(nn.Module):
-    """Three conv + batch norm + pool stages; sized to train fast on a 2-core CPU."""
+    """Three conv + batch norm + pool stages; sized to train fast on a 2-core CPU.
 
-    def __init__(self, channels: tuple[int, int, int] | list[int] = (24, 48, 64), dropout: float = 0.0):
+    The defaults are the first release's network: checkpoints that store no model_args rebuild
+    it. The registry gives today's `cnn` its own arguments, and checkpoints store them.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int, int] | list[int] = (24, 48, 64),
+        kernels: tuple[int, int, int] | list[int] = (5, 5, 3),
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        c1, c2, c3 = channels
+        (c1, c2, c3), (k1, k2, k3) = channels, kernels
         self.features = nn.Sequential(
-            *_conv_bn(1, c1, 5),  # (B, c1, 14, 14)
-            *_conv_bn(c1, c2, 5),  # (B, c2, 7, 7)
-            *_conv_bn(c2, c3, 3),  # (B, c3, 3, 3)
+            *_conv_bn(1, c1, k1),  # (B, c1, 14, 14)
+            *_conv_bn(c1, c2, k2),  # (B, c2, 7, 7)
+            *_conv_bn(c2, c3, k3),  # (B, c3, 3, 3)
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * 9, 10))
 
