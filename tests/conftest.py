@@ -49,6 +49,17 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(scope="module")
+def served():
+    """`mnistcli serve` with the bundled model in a child process; its URL."""
+    from helpers import start_server
+
+    proc, url = start_server()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def trained_run(fixture_data, tmp_path_factory) -> Path:
     """A small checkpoint trained for a few epochs on the fixture dataset; returns its run folder."""

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 import imagegen
-from helpers import start_server
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -41,11 +40,8 @@ STROKES = {  # digits as pen strokes, in fractions of the pad
 
 
 @pytest.fixture(scope="module")
-def url():
-    proc, address = start_server()
-    yield address
-    proc.terminate()
-    proc.wait(timeout=30)
+def url(served):
+    return served
 
 
 @pytest.fixture(scope="module")

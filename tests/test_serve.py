@@ -18,7 +18,7 @@ from PIL import Image
 from mnistcli import checkpoint
 from mnistcli.errors import MissingExtra
 
-from helpers import bomb_png, free_port, render_digits, run, start_server
+from helpers import bomb_png, free_port, render_digits, run
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from fastapi.testclient import TestClient
@@ -150,14 +150,6 @@ def test_without_the_extra_serve_says_how_to_add_it(monkeypatch):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def server():
-    proc, url = start_server()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 def _post(url: str, body: bytes) -> tuple[int, dict]:
     request = urllib.request.Request(url + "/api/predict", data=body, headers={"Content-Type": "image/png"})
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -165,7 +157,8 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-def test_200_requests_from_8_concurrent_clients_all_succeed(server):
+def test_200_requests_from_8_concurrent_clients_all_succeed(served):
+    server = served
     pictures = [png(255 - digit) for digit in DIGITS]
     alone = [_post(server, body)[1] for body in pictures]  # one at a time
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
