@@ -98,3 +98,63 @@ def test_stroke_width_changes_bolden_or_thin_a_share_of_the_images():
     same = torch.isclose(after, before).sum()
     assert bolder > 10 and thinner > 10 and same > 20  # about 30%, 30% and 40% of 120
     assert (out >= x.min()).all() and (out <= x.max()).all()
+
+
+def _fitted_matrices(grid: torch.Tensor) -> torch.Tensor:
+    """The 2x2 linear maps (B, 2, 2) that turn the identity grid into `grid` (B, H, W, 2)."""
+    import torch.nn.functional as F
+
+    b, h, w, _ = grid.shape
+    identity = F.affine_grid(torch.eye(2, 3).expand(b, 2, 3), [b, 1, h, w], align_corners=False)
+    base = identity.reshape(b, -1, 2)
+    fitted = torch.linalg.lstsq(base, grid.reshape(b, -1, 2)).solution  # base @ A^T = grid
+    assert torch.allclose(base @ fitted, grid.reshape(b, -1, 2), atol=1e-5)  # linear, about the centre
+    return fitted.transpose(1, 2)
+
+
+def test_each_grid_is_a_rotation_and_a_shear_divided_by_a_zoom_all_within_their_limits():
+    from mnistcli.augment import Distortion, affine_grid
+
+    d = Distortion(rotate=20, scale=0.2, shear=15)
+    a = _fitted_matrices(affine_grid(256, torch.Size([28, 28]), d, torch.Generator().manual_seed(0), "cpu"))
+    zoom = 1 / a[:, :, 0].norm(dim=1)  # a rotation keeps the first column's length; only the zoom changes it
+    angle = torch.atan2(a[:, 1, 0], a[:, 0, 0])
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation_t = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)
+    shear = rotation_t @ a * zoom[:, None, None]  # what is left: [[1, tan(shear)], [0, 1]]
+    assert torch.allclose(shear[:, :, 0], torch.tensor([1.0, 0.0]), atol=1e-5)
+    assert torch.allclose(shear[:, 1, 1], torch.ones(256), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(a), 1 / zoom**2, atol=1e-5)  # a shear keeps the area
+    tan = shear[:, 0, 1]
+    assert (zoom >= 0.8 - 1e-5).all() and (zoom <= 1.2 + 1e-5).all() and zoom.std() > 0.05
+    assert angle.abs().max() <= math.radians(20) + 1e-5 and angle.abs().max() > math.radians(15)
+    assert torch.atan(tan).abs().max() <= math.radians(15) + 1e-5 and torch.atan(tan).abs().max() > math.radians(10)
+
+
+def test_the_elastic_field_is_simards_uniform_noise_smoothed_by_a_gaussian_times_alpha():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from mnistcli.augment import ELASTIC_SIGMA, elastic_field
+
+    b, h, w = 3, 28, 32
+    field = elastic_field(b, torch.Size([h, w]), 10.0, torch.Generator().manual_seed(4), torch.device("cpu"))
+    noise = torch.rand(b, 2, h, w, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    radius = int(2 * ELASTIC_SIGMA)
+    smooth = gaussian_blur(noise, [2 * radius + 1] * 2, [ELASTIC_SIGMA] * 2)  # reflected at the edges
+    in_pixels = field * torch.tensor([w / 2, h / 2])  # grid units: 2 span the width, 2 the height
+    assert field.shape == (b, h, w, 2)
+    assert torch.allclose(in_pixels, smooth.permute(0, 2, 3, 1) * 10.0, atol=1e-4)
+    other = elastic_field(b, torch.Size([h, w]), 10.0, torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert not torch.allclose(field, other)
+
+
+def test_stroke_width_follows_the_generator_and_bolder_and_thinner_are_equally_likely():
+    from mnistcli.augment import random_stroke_width
+
+    x = _blank_and_digit().repeat(200, 1, 1, 1)
+    out = random_stroke_width(x, 0.5, torch.Generator().manual_seed(2))
+    assert torch.equal(out, random_stroke_width(x, 0.5, torch.Generator().manual_seed(2)))
+    before, after = (x + 0.5).flatten(1).sum(1), (out + 0.5).flatten(1).sum(1)
+    bolder, thinner = int((after > before * 1.01).sum()), int((after < before * 0.99).sum())
+    assert 540 <= bolder + thinner <= 660  # a half of 1,200 changed
+    assert abs(bolder - thinner) < 100, (bolder, thinner)  # a quarter each

@@ -105,3 +105,48 @@ def test_a_checkpoint_from_before_model_args_were_stored_rebuilds_its_own_networ
     )
     rebuilt = checkpoint.build_model(checkpoint.load(tmp_path / "o.pt"))
     assert count_parameters(rebuilt) == count_parameters(old) == 63_090 != count_parameters(create_model("cnn"))
+
+
+def test_an_export_keeps_everything_that_describes_the_model(tmp_path):
+    from mnistcli.datasets import DATASETS
+
+    spec = DATASETS["fashion-mnist"]
+    _, ckpt = make_ckpt()
+    ckpt.dataset, ckpt.classes = spec.name, list(spec.classes)
+    ckpt.normalization = {"mean": spec.mean, "std": spec.std}
+    ckpt.epoch, ckpt.metrics, ckpt.created = 7, {"val_acc": 0.9}, "2026-01-02T03:04:05+00:00"
+    checkpoint.export(ckpt, tmp_path / "m.safetensors")
+    loaded = checkpoint.load(tmp_path / "m.safetensors")
+    for name in ("model", "model_args", "dataset", "classes", "normalization", "epoch", "metrics", "created"):
+        assert getattr(loaded, name) == getattr(ckpt, name), name
+
+
+def test_a_safetensors_file_with_only_a_model_name_gets_the_mnist_defaults(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from mnistcli.datasets import DIGITS, MNIST_SPEC
+
+    model, _ = make_ckpt()
+    meta = {"format_version": checkpoint.FORMAT_VERSION, "model": "cnn", "model_args": model_args("cnn")}
+    save_file(model.state_dict(), str(tmp_path / "m.safetensors"), metadata={"mnistcli": json.dumps(meta)})
+    loaded = checkpoint.load(tmp_path / "m.safetensors")
+    assert loaded.classes == list(DIGITS) and loaded.dataset == "mnist" and loaded.created == ""
+    assert loaded.normalization == {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std}
+    assert checkpoint.build_model(loaded)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_an_export_that_cannot_be_written_gives_the_reason_in_words(tmp_path):
+    _, ckpt = make_ckpt()
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.export(ckpt, tmp_path / "missing" / "m.safetensors")
+    assert str(err.value) == f"cannot write {tmp_path / 'missing' / 'm.safetensors'}: No such file or directory"
+
+
+def test_a_damaged_file_is_named_with_the_first_line_of_the_reason(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json here!}")
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load(tmp_path / "m.safetensors")
+    reason = str(err.value).split("not a readable safetensors file (")[1]
+    assert reason.strip(")") and "None" not in reason and "\n" not in reason

@@ -107,6 +107,7 @@ def test_predict_without_any_checkpoint_says_what_to_do(tmp_path, monkeypatch, i
     monkeypatch.setattr(checkpoint, "PRETRAINED", tmp_path / "none.pt")
     result = run("predict", images[1][0][0])
     assert result.exit_code == 1 and "mnistcli train" in result.stderr and "--checkpoint" in result.stderr
+    assert "no checkpoint: ./checkpoints/best.pt does not exist and no pretrained model is bundled" in result.stderr
 
 
 def test_predict_prefers_the_local_best_checkpoint(trained_run, tmp_path, monkeypatch, images):

@@ -51,6 +51,31 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     assert "download failed" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_download_asks_torchvision_for_both_splits_in_the_folder(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    def fake_mnist(root, train, download=False):
+        calls.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_mnist)
+    data.download(tmp_path / "new")
+    assert calls == [(str(tmp_path / "new"), True, True), (str(tmp_path / "new"), False, True)]
+
+
+def test_a_download_failure_without_a_message_names_the_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError()
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as err:
+        data.download(tmp_path / "new")
+    assert str(err.value).endswith("(download failed: ConnectionError)")
+
+
 def test_local_files_are_used_without_any_download(fixture_data, monkeypatch):
     monkeypatch.setattr(data, "download", lambda root: pytest.fail("tried to download"))
     assert len(data.load_mnist(fixture_data, download_ok=True, val_size=0).test) == 200
@@ -132,3 +157,13 @@ def test_an_unwritable_cache_only_costs_time(fixture_data, tmp_path, monkeypatch
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     src = fixture_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
     assert data.read_idx(src).shape == (200,)
+
+
+def test_a_cache_entry_is_written_beside_its_final_name(fixture_data, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))  # not the system's temp folder
+    data.read_idx(fixture_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")
+    folder = tmp_path / "cache" / "mnistcli" / "idx"
+    assert [p.name.endswith(".npy") for p in folder.iterdir()] == [True]  # renamed in place, nothing left over

@@ -80,6 +80,16 @@ def test_raw_mode_keeps_an_mnist_image_as_it_is(tmp_path):
     assert np.array_equal(preprocess.load_digit(tmp_path / "m.png", raw=True), DIGITS[0])
 
 
+def test_raw_mode_shrinks_a_larger_picture_without_wrapping_bright_pixels_to_dark(tmp_path):
+    big = np.zeros((112, 112), np.uint8)
+    big[24:88, 40:72] = 255  # a white bar on black: shrinking with LANCZOS rings above white at its edges
+    Image.fromarray(big).save(tmp_path / "big.png")
+    small = preprocess.load_digit(tmp_path / "big.png", raw=True)
+    assert small.shape == (28, 28) and small.dtype == np.uint8
+    assert (small[7:21, 11:17] >= 250).all(), small[6:22, 10:18]  # the bar stays white inside its edges
+    assert small[:4].max() <= 2 and small[:, :8].max() <= 2  # and the background black
+
+
 @pytest.mark.parametrize(
     "make, expected",
     [
