@@ -1,0 +1,51 @@
+"""The run folder's file set: what each epoch writes, --keep, the history files and their errors."""
+
+import csv
+import json
+
+import pytest
+
+from mnistcli import checkpoint
+from mnistcli.checkpoint import Checkpoint
+from mnistcli.errors import CheckpointError
+from mnistcli.models import create_model, model_args
+from mnistcli.saver import CheckpointSaver
+
+
+def _epoch(n: int, history: list) -> Checkpoint:
+    history.append({"epoch": n, "train_loss": 1.0 / n, "val_acc": 0.9 + n / 100, "lr": 0.1})
+    model = create_model("fc")
+    return Checkpoint(model="fc", state_dict=model.state_dict(), model_args=model_args("fc"), epoch=n, history=history)
+
+
+def test_each_epoch_writes_its_file_best_when_best_then_last_and_the_history(tmp_path):
+    saver, history = CheckpointSaver(tmp_path), []
+    assert saver.save_epoch(_epoch(1, history), is_best=True) == [tmp_path / "epoch-001.pt", saver.best, saver.last]
+    assert saver.save_epoch(_epoch(2, history), is_best=False) == [tmp_path / "epoch-002.pt", saver.last]
+    assert checkpoint.load(saver.best).epoch == 1 and checkpoint.load(saver.last).epoch == 2
+    text = (tmp_path / "history.json").read_text()
+    assert json.loads(text) == history and text == json.dumps(history, indent=2)  # one field a line, for people
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["val_acc"] == "0.92" and rows[0]["test_acc"] == ""
+
+
+def test_keep_n_leaves_only_the_last_n_epoch_files_and_best_and_last(tmp_path):
+    saver, history = CheckpointSaver(tmp_path, keep=2), []
+    for n in range(1, 6):
+        saver.save_epoch(_epoch(n, history), is_best=n == 2)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["best.pt", "epoch-004.pt", "epoch-005.pt", "last.pt"]
+    assert checkpoint.load(saver.best).epoch == 2
+    everything, history = CheckpointSaver(tmp_path / "all"), []
+    everything.prepare()
+    for n in range(1, 4):
+        everything.save_epoch(_epoch(n, history), is_best=False)
+    assert len(list((tmp_path / "all").glob("epoch-*.pt"))) == 3  # without --keep, every epoch stays
+    with pytest.raises(ValueError):
+        CheckpointSaver(tmp_path, keep=0)
+
+
+def test_history_that_cannot_be_written_gives_the_reason_in_words(tmp_path):
+    saver = CheckpointSaver(tmp_path / "missing")
+    with pytest.raises(CheckpointError) as err:
+        saver.write_history([{"epoch": 1}])
+    assert str(err.value) == f"cannot write history in {tmp_path / 'missing'}: No such file or directory"
