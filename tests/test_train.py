@@ -368,3 +368,38 @@ def test_each_logged_row_covers_only_the_batches_since_the_last_row():
     assert [b for b, _ in windows] == [3, 6, 9] and done == 10 and stats.seen == 100
     assert all(w.seen == 30 for _, w in windows)  # 3 batches of 10, not everything so far
     assert sum(w.loss_sum for _, w in windows) < stats.loss_sum  # the epoch also counts batch 10
+
+
+def test_a_run_reports_each_step_to_its_hooks_in_order(fixture_data, tmp_path):
+    calls = []
+
+    class Recording:
+        def on_start(self, info):
+            calls.append(("start", info.recipe.epochs))
+
+        def on_epoch_start(self, epoch, total_epochs, steps, start_batch):
+            calls.append(("epoch", epoch, total_epochs, steps, start_batch))
+
+        def on_batch(self, epoch, event):
+            if event.batch == event.total:
+                calls.append(("last batch", epoch, event.batch))
+
+        def on_evaluating(self, epoch):
+            calls.append(("evaluating", epoch))
+
+        def on_epoch_end(self, end):
+            calls.append(("end", end.record["epoch"], [p.name for p in end.saved], end.is_best))
+
+    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    trainer.fit(options, given={"epochs": 2, "batch_size": 100, "val_size": 100}, hooks=Recording())
+    steps = 5  # 500 training images (600 less 100 for validation) in batches of 100
+    assert calls[0] == ("start", 2) and len(calls) == 9
+    for epoch, at in ((1, 1), (2, 5)):
+        assert calls[at : at + 3] == [
+            ("epoch", epoch, 2, steps, 0),
+            ("last batch", epoch, steps),
+            ("evaluating", epoch),
+        ]
+    assert calls[4] == ("end", 1, ["epoch-001.pt", "best.pt", "last.pt"], True)  # the first epoch is the best so far
+    best = calls[8][3]
+    assert calls[8] == ("end", 2, ["epoch-002.pt"] + ["best.pt"] * best + ["last.pt"], best)
