@@ -370,7 +370,9 @@ def test_each_logged_row_covers_only_the_batches_since_the_last_row():
     assert sum(w.loss_sum for _, w in windows) < stats.loss_sum  # the epoch also counts batch 10
 
 
-def test_a_run_reports_each_step_to_its_hooks_in_order(fixture_data, tmp_path):
+def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last_epoch_ends_it_whole(
+    fixture_data, tmp_path
+):
     calls = []
 
     class Recording:
@@ -391,7 +393,10 @@ def test_a_run_reports_each_step_to_its_hooks_in_order(fixture_data, tmp_path):
             calls.append(("end", end.record["epoch"], [p.name for p in end.saved], end.is_best))
 
     options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
-    trainer.fit(options, given={"epochs": 2, "batch_size": 100, "val_size": 100}, hooks=Recording())
+    last_evaluated = lambda: ("evaluating", 2) in calls  # noqa: E731 - Ctrl-C while the last epoch is evaluated
+    given = {"epochs": 2, "batch_size": 100, "val_size": 100}
+    result = trainer.fit(options, given=given, hooks=Recording(), should_stop=last_evaluated)
+    assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]  # the run was complete
     steps = 5  # 500 training images (600 less 100 for validation) in batches of 100
     assert calls[0] == ("start", 2) and len(calls) == 9
     for epoch, at in ((1, 1), (2, 5)):
