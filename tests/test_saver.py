@@ -49,3 +49,12 @@ def test_history_that_cannot_be_written_gives_the_reason_in_words(tmp_path):
     with pytest.raises(CheckpointError) as err:
         saver.write_history([{"epoch": 1}])
     assert str(err.value) == f"cannot write history in {tmp_path / 'missing'}: No such file or directory"
+
+
+def test_a_checkpoint_that_cannot_be_written_gives_the_file_and_the_reason_in_words(tmp_path):
+    saver = CheckpointSaver(tmp_path / "missing")  # never prepared: the folder does not exist
+    with pytest.raises(CheckpointError) as err:
+        saver.save_epoch(_epoch(1, []), is_best=True)
+    assert (
+        str(err.value) == f"cannot write checkpoint {tmp_path / 'missing' / 'epoch-001.pt'}: No such file or directory"
+    )

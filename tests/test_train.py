@@ -1,5 +1,6 @@
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_cli_resume_continues_and_refuses_conflicts(fixture_data, tmp_path):
     assert done.exit_code != 0 and "already finished epoch 1 of 1" in done.output
     resumed = run("train", "--resume", tmp_path, "--epochs", 2, "--data-dir", fixture_data)
     assert resumed.exit_code == 0, resumed.output
-    assert "--epochs: 1 -> 2" in resumed.stdout
+    assert "--epochs: 1 -> 2" in resumed.stdout and f"Resuming {tmp_path}" in resumed.stdout
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
 
 
@@ -392,11 +393,15 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
         def on_epoch_end(self, end):
             calls.append(("end", end.record["epoch"], [p.name for p in end.saved], end.is_best))
 
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu", precision="fp32")
     last_evaluated = lambda: ("evaluating", 2) in calls  # noqa: E731 - Ctrl-C while the last epoch is evaluated
     given = {"epochs": 2, "batch_size": 100, "val_size": 100}
     result = trainer.fit(options, given=given, hooks=Recording(), should_stop=last_evaluated)
     assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]  # the run was complete
+    saved = checkpoint.load(tmp_path / "last.pt")
+    assert saved.config["precision"] == "fp32"
+    age = datetime.now(timezone.utc) - datetime.fromisoformat(saved.created)
+    assert timedelta(0) <= age < timedelta(minutes=10)
     steps = 5  # 500 training images (600 less 100 for validation) in batches of 100
     assert calls[0] == ("start", 2) and len(calls) == 9
     for epoch, at in ((1, 1), (2, 5)):
