@@ -413,3 +413,25 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
     assert calls[4] == ("end", 1, ["epoch-001.pt", "best.pt", "last.pt"], True)  # the first epoch is the best so far
     best = calls[8][3]
     assert calls[8] == ("end", 2, ["epoch-002.pt"] + ["best.pt"] * best + ["last.pt"], best)
+
+
+@pytest.mark.parametrize(
+    "name, value", [("rotate", 20.0), ("scale", 0.2), ("shear", 20.0), ("elastic", 20.0), ("stroke", 0.7)]
+)
+def test_each_augmentation_option_reaches_the_batches_as_itself(fixture_data, tmp_path, name, value):
+    from mnistcli.augment import Distortion, distort
+    from mnistcli.recipes import resolve
+
+    given = {"augment": 0, "rotate": 0.0, "scale": 0.0, "shear": 0.0, "elastic": 0.0, "stroke": 0.0, "val_size": 100}
+    given[name] = value
+    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    run_ = trainer.set_up(resolve(None, given).recipe, options, torch.device("cpu"), None)
+    augment = trainer._augmentation(run_)
+    x = torch.full((8, 1, 28, 28), -0.4242).contiguous(memory_format=torch.channels_last)
+    x[:, :, 6:22, 12:16] = 2.8  # a bar on the blank background
+    state = run_.generator.get_state()
+    out = augment(x)
+    generator = torch.Generator()
+    generator.set_state(state)
+    blank = -run_.data.spec.mean / run_.data.spec.std
+    assert torch.equal(out, distort(x, Distortion(**{name: value}), generator, blank)) and not torch.equal(out, x)
