@@ -68,6 +68,34 @@ def test_junk_files_are_refused(tmp_path, content, expected):
         checkpoint.load(path)
 
 
+def test_a_damaged_pytorch_file_says_what_torch_found_and_other_pickles_say_what_they_hold(tmp_path):
+    _, ckpt = make_ckpt()
+    checkpoint.save(ckpt, tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load(tmp_path / "cut.pt")
+    reason = str(err.value).split("not a readable PyTorch checkpoint (")[1]
+    assert "None" not in reason and len(reason) > 10 and "\n" not in reason
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match=r"not an mnistcli checkpoint \(holds a list\)"):
+        checkpoint.load(tmp_path / "list.pt")
+
+
+def test_a_save_that_dies_before_its_rename_leaves_only_a_temp_file_that_is_cleared(tmp_path, monkeypatch):
+    (tmp_path / "last.pt").write_bytes(b"the previous epoch")
+
+    def die(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.os, "replace", die)
+    monkeypatch.setattr(checkpoint.os, "unlink", lambda path: None)  # dead: nothing cleans up after it
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(tmp_path / "last.pt", b"the next epoch")
+    monkeypatch.undo()
+    assert (tmp_path / "last.pt").read_bytes() == b"the previous epoch" and len(os.listdir(tmp_path)) == 2
+    assert len(checkpoint.remove_stale_temps(tmp_path)) == 1 and os.listdir(tmp_path) == ["last.pt"]
+
+
 def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
     _, ckpt = make_ckpt()
     for change, expected in (
@@ -81,7 +109,10 @@ def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
             checkpoint.build_model(checkpoint.load(path), path)
 
 
-def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+@pytest.mark.parametrize("torch_default", ["safe", "unsafe"])
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch, torch_default):
+    if torch_default == "unsafe":  # torch before 2.6, or a user who turned its default off: mnistcli still asks
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
 
     class Evil:

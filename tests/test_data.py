@@ -167,3 +167,10 @@ def test_a_cache_entry_is_written_beside_its_final_name(fixture_data, tmp_path, 
     data.read_idx(fixture_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")
     folder = tmp_path / "cache" / "mnistcli" / "idx"
     assert [p.name.endswith(".npy") for p in folder.iterdir()] == [True]  # renamed in place, nothing left over
+
+
+def test_splits_are_named_and_a_test_only_load_has_an_empty_train_split(fixture_data):
+    both = data.load_mnist(fixture_data, download_ok=False, val_size=100)
+    assert (both.train.name, both.val.name, both.test.name) == ("train", "val", "test")
+    test_only = data.load_mnist(fixture_data, download_ok=False, splits=("test",))
+    assert test_only.train.name == "train" and len(test_only.train) == 0 and test_only.val is None

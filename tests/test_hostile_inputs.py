@@ -53,6 +53,16 @@ def test_formats_and_modes_people_have_all_work(tmp_path):
         assert np.corrcoef(out.ravel(), reference.astype(float).ravel())[0, 1] > 0.8, name
 
 
+def test_a_dim_16_bit_scan_reads_like_the_8_bit_picture(tmp_path):
+    reference = _works_from(tmp_path, "ref.png", png_bytes(big_digit())).astype(float)
+    dim = Image.fromarray(np.asarray(big_digit(), np.uint16) * 16)  # a 12-bit scanner's range, in 16 bits
+    assert dim.mode == "I;16"
+    out = _works_from(tmp_path, "dim16.png", png_bytes(dim)).astype(float)
+    assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.95
+    grey, grey8 = preprocess.to_grey(dim), preprocess.to_grey(big_digit())
+    assert np.abs(grey - grey8).max() < 0.01  # stretched to the full range, not clipped or shifted
+
+
 def _works_from(tmp_path, name, content: bytes) -> np.ndarray:
     path = tmp_path / name
     path.write_bytes(content)

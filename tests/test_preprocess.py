@@ -106,6 +106,15 @@ def test_bad_inputs_give_a_clear_error_naming_the_file(tmp_path, make, expected)
     assert str(path) in str(err.value) and expected in str(err.value)
 
 
+def test_a_page_of_single_specks_has_no_digit_and_says_so(tmp_path):
+    page = np.full((200, 200), 250, np.uint8)
+    for y, x in [(10, 10), (180, 20), (30, 170), (190, 190), (100, 100)]:
+        page[y, x] = 0
+    Image.fromarray(page).save(tmp_path / "dust.png")
+    with pytest.raises(ImageError, match=r"dust.png: no digit found \(only specks of ink\)$"):
+        preprocess.load_digit(tmp_path / "dust.png")
+
+
 def test_specks_of_noise_are_removed(tmp_path):
     page = np.full((200, 200), 250, np.uint8)
     page[60:140, 95:105] = 0  # the stroke

@@ -58,3 +58,21 @@ def test_a_checkpoint_that_cannot_be_written_gives_the_file_and_the_reason_in_wo
     assert (
         str(err.value) == f"cannot write checkpoint {tmp_path / 'missing' / 'epoch-001.pt'}: No such file or directory"
     )
+
+
+def test_keep_one_is_allowed_and_less_is_refused_in_words(tmp_path):
+    saver, history = CheckpointSaver(tmp_path, keep=1), []
+    for n in (1, 2):
+        saver.save_epoch(_epoch(n, history), is_best=False)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == ["epoch-002.pt"]
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        CheckpointSaver(tmp_path, keep=0)
+
+
+def test_prepare_makes_nested_folders_and_refuses_a_file_in_words(tmp_path):
+    CheckpointSaver(tmp_path / "a" / "b" / "c").prepare()
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError) as err:
+        CheckpointSaver(tmp_path / "file").prepare()
+    assert str(err.value) == f"cannot write to output folder {tmp_path / 'file'}: File exists"

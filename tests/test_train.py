@@ -378,7 +378,7 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
 
     class Recording:
         def on_start(self, info):
-            calls.append(("start", info.recipe.epochs))
+            calls.append(("start", info.recipe.epochs, str(info.device)))
 
         def on_epoch_start(self, epoch, total_epochs, steps, start_batch):
             calls.append(("epoch", epoch, total_epochs, steps, start_batch))
@@ -403,7 +403,7 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
     age = datetime.now(timezone.utc) - datetime.fromisoformat(saved.created)
     assert timedelta(0) <= age < timedelta(minutes=10)
     steps = 5  # 500 training images (600 less 100 for validation) in batches of 100
-    assert calls[0] == ("start", 2) and len(calls) == 9
+    assert calls[0] == ("start", 2, "cpu") and len(calls) == 9
     for epoch, at in ((1, 1), (2, 5)):
         assert calls[at : at + 3] == [
             ("epoch", epoch, 2, steps, 0),
@@ -435,3 +435,12 @@ def test_each_augmentation_option_reaches_the_batches_as_itself(fixture_data, tm
     generator.set_state(state)
     blank = -run_.data.spec.mean / run_.data.spec.std
     assert torch.equal(out, distort(x, Distortion(**{name: value}), generator, blank)) and not torch.equal(out, x)
+
+
+def test_a_resumed_run_reads_its_data_from_the_folder_its_checkpoint_recorded(fixture_data, tmp_path, monkeypatch):
+    first = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path / "run", device="cpu")
+    trainer.fit(first, given={"epochs": 1, "batch_size": 100, "val_size": 100})
+    monkeypatch.chdir(tmp_path)  # no ./data here, no MNISTCLI_DATA_DIR, an empty user cache, no download
+    again = RunOptions(data_dir=None, download=False, resume=tmp_path / "run" / "last.pt", device="cpu")
+    result = trainer.fit(again, given={"epochs": 2})
+    assert [h["epoch"] for h in result.history] == [1, 2] and result.data_dir == fixture_data.resolve()
