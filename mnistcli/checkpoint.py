@@ -18,7 +18,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -310,9 +309,15 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
                 f"{path}: refused: it holds objects other than tensors and plain values, "
                 f"which could run code when loaded ({unsafe.group(0).strip()[:200]})"
             ) from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_unpickler_reason(exc)})") from exc
+    except Exception as exc:  # a damaged file can make the zip reader or the unpickler fail in any way
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """torch's weights-only errors open with advice on weights_only=False; the reason comes after it."""
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+    return found.group(1).strip()[:200] if found else _first_line(exc)
 
 
 def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoint:

@@ -206,3 +206,43 @@ def test_damaged_idx_files_are_named_or_read(tmp_path_factory, cut, flip, gz):
         assert str(path) in str(exc)
         return
     assert isinstance(out, np.ndarray)
+
+
+_CHECKPOINT_BYTES: dict[str, bytes] = {}
+
+
+def _small_checkpoint_bytes() -> bytes:
+    if "cnn" not in _CHECKPOINT_BYTES:
+        from mnistcli import checkpoint
+        from mnistcli.models import create_model, model_args
+
+        model = create_model("cnn")
+        ckpt = checkpoint.Checkpoint(model="cnn", state_dict=model.state_dict(), model_args=model_args("cnn"))
+        _CHECKPOINT_BYTES["cnn"] = checkpoint.to_bytes(ckpt)
+    return _CHECKPOINT_BYTES["cnn"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["pickle", "damaged checkpoint"]),
+    body=st.binary(max_size=48),
+    at=st.integers(0, 10**6),
+    cut=st.integers(0, 10**6),
+)
+def test_any_damaged_checkpoint_is_one_checkpoint_error(tmp_path, kind, body, at, cut):
+    from mnistcli import checkpoint
+    from mnistcli.errors import CheckpointError
+
+    if kind == "pickle":  # opcodes after a pickle header: what a file cut or garbled early holds
+        raw = b"\x80\x02" + body
+    else:  # a real checkpoint with a few bytes overwritten, then perhaps cut short
+        whole = bytearray(_small_checkpoint_bytes())
+        start = at % len(whole)
+        whole[start : start + len(body)] = body
+        raw = bytes(whole[: len(whole) - cut % 3000 if cut % 2 else len(whole)])
+    path = tmp_path / "x.pt"
+    path.write_bytes(raw)
+    try:
+        checkpoint.load(path)
+    except CheckpointError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc) and "weights_only" not in str(exc)
