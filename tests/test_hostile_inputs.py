@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
@@ -223,6 +223,9 @@ def _small_checkpoint_bytes() -> bytes:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(kind="pickle", body=b".", at=0, cut=0)  # an empty stack: IndexError inside torch's unpickler
+@example(kind="pickle", body=b"K\x01K\x02a.", at=0, cut=0)  # torch's weights-only error, with its advice
+@example(kind="damaged checkpoint", body=b"\x00" * 48, at=0, cut=0)
 @given(
     kind=st.sampled_from(["pickle", "damaged checkpoint"]),
     body=st.binary(max_size=48),
