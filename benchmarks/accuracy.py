@@ -21,6 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def train_and_read_history(
+    epochs: int, seed: int, data_dir: Path, out: Path, options: list[str]
+) -> tuple[float, list[dict]]:
+    """Run `mnistcli train --epochs E --seed S OPTIONS` into `out`: the whole command's wall
+    seconds and the run's history.json."""
+    cmd = [sys.executable, "-m", "mnistcli", "train", "--epochs", str(epochs), "--seed", str(seed)]
+    cmd += ["--data-dir", str(data_dir), "--no-download", "--out-dir", str(out), *options]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - t0, json.loads((Path(out) / "history.json").read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=20)
@@ -33,27 +45,8 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            out = str(args.keep / f"seed-{seed}") if args.keep else tmp
-            cmd = [
-                sys.executable,
-                "-m",
-                "mnistcli",
-                "train",
-                "--epochs",
-                str(args.epochs),
-                "--seed",
-                str(seed),
-                "--data-dir",
-                str(args.data_dir),
-                "--no-download",
-                "--out-dir",
-                out,
-                *args.extra.split(),
-            ]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-            wall = time.perf_counter() - t0
-            history = json.loads((Path(out) / "history.json").read_text())
+            out = args.keep / f"seed-{seed}" if args.keep else Path(tmp)
+            wall, history = train_and_read_history(args.epochs, seed, args.data_dir, out, args.extra.split())
         best = max(history, key=lambda h: h["val_acc"] if h["val_acc"] is not None else h["test_acc"])
         rows.append((seed, wall, history[-1]["test_acc"], best["epoch"], best["test_acc"]))
         print(

@@ -12,13 +12,14 @@ one row per setting. Needs the bench extra (scikit-learn) for the UCI digits.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import train_and_read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF = ["--rotate", "0", "--scale", "0", "--shear", "0", "--elastic", "0", "--stroke", "0"]
@@ -56,26 +57,7 @@ def real_pictures(checkpoint: Path) -> dict[str, float]:
 def run(name: str, options: list[str], args, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep / f"{name.replace(' ', '-')}-seed{seed}" if args.keep else Path(tmp)
-        cmd = [
-            sys.executable,
-            "-m",
-            "mnistcli",
-            "train",
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            str(seed),
-            "--data-dir",
-            str(args.data_dir),
-            "--no-download",
-            "--out-dir",
-            str(out),
-            *options,
-        ]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-        wall = time.perf_counter() - t0
-        history = json.loads((out / "history.json").read_text())
+        wall, history = train_and_read_history(args.epochs, seed, args.data_dir, out, options)
         best = max(history, key=lambda h: h["val_acc"])
         return {
             "test": 100 * best["test_acc"],

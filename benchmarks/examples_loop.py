@@ -11,7 +11,6 @@ CPU. Prints one JSON line per epoch, as benchmarks/report_loop.py does, for benc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_loop import torchvision_root
+from report_loop import print_epoch, torchvision_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,19 +88,7 @@ def main() -> None:
         scheduler.step()
         t2 = time.perf_counter()
         acc = correct / len(test_set)
-        print(
-            json.dumps(
-                {
-                    "epoch": epoch,
-                    "train_seconds": t1 - t0,
-                    "epoch_seconds": t2 - t0,
-                    "test_acc": acc,
-                    "elapsed": t2 - start,
-                    "images_per_s": len(train_set) / (t1 - t0),
-                }
-            ),
-            flush=True,
-        )
+        print_epoch(epoch, acc, len(train_set), start, t0, t1, t2)
         if args.stop_at is not None and acc >= args.stop_at:
             break
 

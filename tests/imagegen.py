@@ -180,15 +180,30 @@ def _ruled(shape: tuple[int, int], spacing: int, rng: np.random.Generator, acros
     return lines
 
 
+def _pen_on_ruled_paper(
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    spacing: tuple[int, int],
+    squares_tall: tuple[float, float],
+    paper_colour: list[float],
+    across: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pen digit (its ink mask) `squares_tall` line spacings tall, and the printed paper under it:
+    ruled (blue lines) or, `across`, squared (grey-blue grid)."""
+    h, w = int(rng.integers(600, 1000)), int(rng.integers(600, 1000))
+    step = int(rng.integers(*spacing))
+    size = int(rng.uniform(*squares_tall) * step)
+    ink = _place(pen(digit, size, rng.uniform(2.5, 6)), (h, w), rng)
+    paper = _paper((h, w), np.array(paper_colour), rng)
+    lines, strength = ([0.5, 0.6, 0.75], (0.25, 0.5)) if across else ([0.45, 0.65, 0.95], (0.35, 0.6))
+    return ink, _ink_on(paper, _ruled((h, w), step, rng, across=across), lines, rng.uniform(*strength))
+
+
 def lined_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A pen digit on ruled paper: light blue lines through it, sometimes a red margin."""
-    h, w = int(rng.integers(600, 1000)), int(rng.integers(600, 1000))
-    spacing = int(rng.integers(40, 75))
-    size = int(rng.uniform(1.3, 2.4) * spacing)
-    ink = _place(pen(digit, size, rng.uniform(2.5, 6)), (h, w), rng)
-    paper = _paper((h, w), np.array([0.97, 0.96, 0.93]), rng)
-    paper = _ink_on(paper, _ruled((h, w), spacing, rng, across=False), [0.45, 0.65, 0.95], rng.uniform(0.35, 0.6))
+    ink, paper = _pen_on_ruled_paper(digit, rng, (40, 75), (1.3, 2.4), [0.97, 0.96, 0.93], across=False)
     if rng.random() < 0.5:
+        h, w = ink.shape
         margin = np.zeros((h, w), np.float32)
         x = int(rng.uniform(0.05, 0.15) * w)
         margin[:, x : x + 2] = 1
@@ -198,12 +213,7 @@ def lined_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 def squared_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A pen digit on squared (grid) paper, two to four squares tall."""
-    h, w = int(rng.integers(600, 1000)), int(rng.integers(600, 1000))
-    spacing = int(rng.integers(28, 55))
-    size = int(rng.uniform(2.0, 4.0) * spacing)
-    ink = _place(pen(digit, size, rng.uniform(2.5, 6)), (h, w), rng)
-    paper = _paper((h, w), np.array([0.97, 0.97, 0.95]), rng)
-    paper = _ink_on(paper, _ruled((h, w), spacing, rng, across=True), [0.5, 0.6, 0.75], rng.uniform(0.25, 0.5))
+    ink, paper = _pen_on_ruled_paper(digit, rng, (28, 55), (2.0, 4.0), [0.97, 0.97, 0.95], across=True)
     return _photo(_ink_on(paper, ink, BALLPOINTS[int(rng.integers(len(BALLPOINTS)))], rng.uniform(0.7, 0.95)), rng)
 
 
