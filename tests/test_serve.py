@@ -182,3 +182,13 @@ def test_exposing_the_server_warns(monkeypatch):
     result = run("serve", "--host", "0.0.0.0", "--port", free_port())
     assert result.exit_code == 0, result.output
     assert "anyone who can reach this machine can use it" in result.stderr
+
+
+@pytest.mark.parametrize("host, warned", [("::1", False), ("localhost", False), ("::", True)])
+def test_ipv6_and_named_hosts_serve_and_warn_only_when_exposed(monkeypatch, host, warned):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: [s.close() for s in sockets])
+    result = run("serve", "--host", host, "--port", free_port())
+    assert result.exit_code == 0, result.output
+    assert ("anyone who can reach this machine can use it" in result.stderr) == warned

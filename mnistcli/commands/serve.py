@@ -44,7 +44,7 @@ def serve(
     sock = _listen(host, port)
     ui.info(f"Model {loaded.path} ({loaded.source}): {loaded.checkpoint.describe()}")
     ui.info(f"Serving on http://{_url_host(host)}:{port}  (API: /api/predict, /api/health, /api/docs; Ctrl-C stops)")
-    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+    if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:  # the address bound, IPv4 or IPv6
         ui.warn(f"listening on {host}: anyone who can reach this machine can use it (see the README's Safety section)")
     app = create_app(loaded, max_upload=int(max_upload * 1e6))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
