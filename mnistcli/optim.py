@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
 from typing import Optional
 
 import torch
@@ -17,72 +17,19 @@ def _unwrapped(name: str):
 
 
 class SGD(torch.optim.SGD):
-    """torch.optim.SGD (the same arguments, state and state_dict) that never imports torch._dynamo.
+    """torch.optim.SGD (the same arguments, state, state_dict and update code) that never imports
+    torch._dynamo.
 
-    torch's step() imports torch._dynamo on every call, and a few other methods on their first
-    call, only to mark themselves for the compiler: the first import costs 1-2 s of start-up on
-    a 2-core CPU. This step is torch's multi-tensor update written out (weight decay, momentum,
-    dampening, Nesterov), bit for bit the same (the tests compare them); anything it does not
-    cover goes to torch's own step.
+    torch wraps step() and a few other methods in decorators that import torch._dynamo on every
+    call (or their first), only to mark them for the compiler: the first import costs 1-2 s of
+    start-up on a 2-core CPU. These are torch's own methods without those wrappers.
     """
 
     add_param_group = _unwrapped("add_param_group")
     zero_grad = _unwrapped("zero_grad")
     state_dict = _unwrapped("state_dict")
     load_state_dict = _unwrapped("load_state_dict")
-
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:  # type: ignore[override]
-        if closure is not None or any(_special(group) for group in self.param_groups):
-            return super().step(closure)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                self._update(group, params)
-        return None
-
-    def _update(self, group: dict, params: list[torch.Tensor]) -> None:
-        grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]
-        if group["weight_decay"] != 0:
-            grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
-        momentum = group["momentum"]
-        if momentum != 0:
-            bufs = self._momentum_buffers(params, grads, momentum, 1 - group["dampening"])
-            if group["nesterov"]:
-                torch._foreach_add_(grads, bufs, alpha=momentum)
-            else:
-                grads = bufs
-        torch._foreach_add_(params, grads, alpha=-group["lr"])
-
-    def _momentum_buffers(
-        self, params: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, keep: float
-    ) -> list[torch.Tensor]:
-        """buf = momentum * buf + keep * grad, starting from a copy of the first gradient (as torch does)."""
-        saved = [self.state[p].get("momentum_buffer") for p in params]
-        if all(b is not None for b in saved):
-            bufs = [b for b in saved if b is not None]
-            torch._foreach_mul_(bufs, momentum)
-            torch._foreach_add_(bufs, grads, alpha=keep)
-            return bufs
-        bufs = []
-        for p, old, grad in zip(params, saved, grads):
-            if old is None:
-                self.state[p]["momentum_buffer"] = new = grad.detach().clone()
-            else:
-                new = old.mul_(momentum).add_(grad, alpha=keep)
-            bufs.append(new)
-        return bufs
-
-
-def _special(group: dict) -> bool:
-    """What the written-out step leaves to torch: maximize, sparse or differentiable updates, tensor lr."""
-    return (
-        group.get("maximize", False)
-        or group.get("differentiable", False)
-        or bool(group.get("fused"))
-        or isinstance(group["lr"], torch.Tensor)
-        or any(p.grad is not None and p.grad.is_sparse for p in group["params"])
-    )
+    step = torch.no_grad()(inspect.unwrap(torch.optim.SGD.step))  # its decorator set no-grad mode, and imported dynamo
 
 
 def make_optimizer(r: Recipe, model: nn.Module) -> torch.optim.Optimizer:
