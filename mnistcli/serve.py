@@ -29,7 +29,6 @@ from mnistcli import inference, preprocess
 from mnistcli.checkpoint import LoadedModel
 from mnistcli.errors import ImageError, ImageTooLarge
 
-DEFAULT_MAX_UPLOAD_MB = 10.0
 MAX_IMAGES = 64  # images in one request
 IMAGE_TYPES = ("image/",)
 
@@ -42,7 +41,7 @@ class HttpError(Exception):
         self.status = status
 
 
-def create_app(loaded: LoadedModel, max_upload: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6)) -> Any:
+def create_app(loaded: LoadedModel, max_upload: int) -> Any:
     """The web app around one loaded model; `max_upload` is the largest request body in bytes."""
     from starlette.concurrency import run_in_threadpool
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -426,15 +426,13 @@ def _loss(r: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 def _augmentation(run: Run) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
     """Distortions (stroke width, rotation, scale, shear, elastic), then whole-pixel shifts."""
     r = run.recipe
-    distortion = Distortion(r.rotate, r.scale, r.shear, r.elastic, r.stroke)
+    distortion = Distortion(**{f.name: getattr(r, f.name) for f in fields(Distortion)})
     if not r.augment and distortion == Distortion():
         return None
     blank = -run.data.spec.mean / run.data.spec.std  # an empty pixel after normalisation
 
-    def augment(x: torch.Tensor) -> torch.Tensor:
-        if distortion != Distortion():
-            x = distort(x, distortion, run.generator, blank)
-        return random_shift(x, r.augment, run.generator, blank)
+    def augment(x: torch.Tensor) -> torch.Tensor:  # each step returns x itself when it is off
+        return random_shift(distort(x, distortion, run.generator, blank), r.augment, run.generator, blank)
 
     return augment
 

@@ -50,10 +50,17 @@ def num(x: Optional[float], digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def simple_table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]], **kw) -> Table:
+def simple_table(
+    title: Optional[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    text_columns: Sequence[int] = (0,),
+    **kw,
+) -> Table:
+    """A table whose `text_columns` are left-aligned and the rest (numbers) right-aligned."""
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", **kw)
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i in text_columns else "right")
     for row in rows:
         table.add_row(*[str(v) for v in row])
     return table
@@ -202,13 +209,12 @@ def history_table(history: list[dict], best_epoch: Optional[int]) -> Table:
 
 
 def model_table(rows: list[tuple[str, int, str]], default: str) -> Table:
-    table = simple_table(
+    return simple_table(
         "Models",
         ["Name", "Parameters", "Description"],
         [(name + (" (default)" if name == default else ""), f"{n:,}", desc) for name, n, desc in rows],
+        text_columns=(0, 2),
     )
-    table.columns[2].justify = "left"
-    return table
 
 
 def saved_paths(paths: list[Path]) -> str:

@@ -12,7 +12,7 @@ from mnistcli import ui
 from mnistcli.commands.common import CheckpointPath, Device, DeviceName, handles_errors, value
 from mnistcli.errors import MissingExtra, MnistCliError, OptionError
 
-DEFAULT_MAX_UPLOAD_MB = 10.0  # as serve.DEFAULT_MAX_UPLOAD_MB (that module needs the extra to import)
+DEFAULT_MAX_UPLOAD_MB = 10.0
 
 
 @handles_errors
