@@ -20,8 +20,9 @@ import io
 import threading
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Optional
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -93,26 +94,40 @@ class Predictor:
 
     def predict(self, name: str, data: bytes, with_input: bool = False) -> dict[str, Any]:
         """The row `predict --json` gives for one file; HttpError for a picture that cannot be read."""
+        return self._rows([name], [self._read(name, data)], with_input)[0]
+
+    def predict_each(self, images: list[tuple[str, bytes]], with_input: bool = False) -> list[dict[str, Any]]:
+        """Several pictures, in one forward pass: a row each, or {"file", "error", "status"} for one
+        that cannot be read."""
+        rows: list[Optional[dict[str, Any]]] = []
+        places, names, inputs = [], [], []
+        for name, data in images:
+            try:
+                inputs.append(self._read(name, data))
+            except HttpError as exc:
+                rows.append({"file": name, "error": str(exc), "status": exc.status})
+                continue
+            places.append(len(rows))
+            names.append(name)
+            rows.append(None)
+        for place, row in zip(places, self._rows(names, inputs, with_input)):
+            rows[place] = row
+        return [row for row in rows if row is not None]
+
+    def _read(self, name: str, data: bytes) -> np.ndarray:
         try:
-            x = preprocess.load_digit(data, object_size=self.object_size, name=name)
+            return preprocess.load_digit(data, object_size=self.object_size, name=name)
         except ImageTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
         except ImageError as exc:
             raise HttpError(422, str(exc)) from exc
-        with self.lock:
-            (row,) = inference.predict_inputs(self.loaded, [x], [name], top_k=self.classes)
-        if with_input:
-            row["input"] = png_data_url(x)
-        return row
 
-    def predict_each(self, images: list[tuple[str, bytes]], with_input: bool = False) -> list[dict[str, Any]]:
-        """Several pictures: a row each, or {"file", "error", "status"} for one that cannot be read."""
-        rows = []
-        for name, data in images:
-            try:
-                rows.append(self.predict(name, data, with_input))
-            except HttpError as exc:
-                rows.append({"file": name, "error": str(exc), "status": exc.status})
+    def _rows(self, names: list[str], inputs: list[np.ndarray], with_input: bool) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = inference.predict_inputs(self.loaded, inputs, names, top_k=self.classes)
+        if with_input:
+            for row, x in zip(rows, inputs):
+                row["input"] = png_data_url(x)
         return rows
 
 
