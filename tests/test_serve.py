@@ -192,3 +192,16 @@ def test_ipv6_and_named_hosts_serve_and_warn_only_when_exposed(monkeypatch, host
     result = run("serve", "--host", host, "--port", free_port())
     assert result.exit_code == 0, result.output
     assert ("anyone who can reach this machine can use it" in result.stderr) == warned
+
+
+def test_a_bad_image_between_good_ones_keeps_every_row_in_request_order(client):
+    files = [("image", (f"{i}.png", png(255 - DIGITS[i]), "image/png")) for i in (0, 1)]
+    alone = [client.post("/api/predict", files=[f]).json()["digit"] for f in files]
+    files.insert(1, ("image", ("notes.txt", b"not an image", "text/plain")))
+    docs = client.post("/api/predict", files=files).json()
+    assert [(d["file"], d.get("digit"), d.get("status")) for d in docs] == [
+        ("0.png", alone[0], None),
+        ("notes.txt", None, 422),
+        ("1.png", alone[1], None),
+    ]
+    assert alone[0] != alone[1]  # so that a swap would show
