@@ -8,11 +8,13 @@ path (on a 2-core CPU that alone costs more than a small CNN).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -143,41 +145,76 @@ def _candidates(base: str) -> list[str]:
     return [base, base + ".gz", dotted, dotted + ".gz"]
 
 
-def find_raw_files(root: Path, spec: DatasetSpec = MNIST_SPEC) -> Optional[dict[str, Path]]:
-    """The four IDX files under `root`, flat or in torchvision's `FOLDER/raw/` layout; None if incomplete."""
+def find_raw_files(
+    root: Path, spec: DatasetSpec = MNIST_SPEC, splits: Sequence[str] = ("train", "test")
+) -> Optional[dict[str, Path]]:
+    """The IDX files of `splits` under `root`, flat or in torchvision's `FOLDER/raw/` layout; None if
+    any is missing (evaluating the test split needs only the two test files)."""
+    wanted = spec.raw_files(splits)
     for folder in (root, root / spec.folder / "raw", root / "raw", root / spec.folder):
         found = {}
-        for base in spec.raw_files():
+        for base in wanted:
             for name in _candidates(base):
                 if (folder / name).is_file():
                     found[base] = folder / name
                     break
-        if len(found) == len(spec.raw_files()):
+        if len(found) == len(wanted):
             return found
     return None
 
 
-def missing_data_message(looked: list[Path], spec: DatasetSpec = MNIST_SPEC) -> str:
-    where = ", ".join(str(p) for p in dict.fromkeys(looked))
+def shown(path: Path) -> str:
+    """A folder as a message shows it: relative ones start with ./ so that "data" reads as a folder."""
+    text = str(path)
+    return text if Path(path).is_absolute() or text.startswith(".") else f".{os.sep}{text}"
+
+
+def missing_data_message(
+    looked: list[Path], spec: DatasetSpec = MNIST_SPEC, splits: Sequence[str] = ("train", "test")
+) -> str:
+    where = ", ".join(shown(p) for p in dict.fromkeys(looked))
     return (
-        f"{spec.title} not found (looked in {where}) and it could not be downloaded. Put the four files "
-        f"{', '.join(f + '.gz' for f in spec.raw_files())} (gzipped or not) in a folder (or its "
+        f"{spec.title} not found (looked in {where}) and it could not be downloaded. Put the files "
+        f"{', '.join(f + '.gz' for f in spec.raw_files(splits))} (gzipped or not) in a folder (or its "
         f"{spec.folder}/raw/) and pass --data-dir FOLDER (or set MNISTCLI_DATA_DIR)."
     )
 
 
 def download(root: Path, spec: DatasetSpec = MNIST_SPEC, looked: Optional[list[Path]] = None) -> None:
-    """Fetch a dataset with torchvision into `root/FOLDER/raw`; any failure becomes one clear DataError."""
+    """Fetch a dataset with torchvision into `root/FOLDER/raw`; any failure becomes one clear DataError
+    that says why (no network, an HTTP status, a checksum). torchvision's progress goes to stderr, so
+    that `--json` output stays one document."""
     import torchvision.datasets  # imported here: torchvision is slow to import
 
     try:
         root.mkdir(parents=True, exist_ok=True)
         cls = getattr(torchvision.datasets, spec.torchvision_class)
-        for train in (True, False):
-            cls(str(root), train=train, download=True, **dict(spec.torchvision_args))
+        with contextlib.redirect_stdout(sys.stderr):
+            for train in (True, False):
+                cls(str(root), train=train, download=True, **dict(spec.torchvision_args))
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{missing_data_message(looked or [root], spec)} (download failed: {reason})") from exc
+        message = f"{missing_data_message(looked or [root], spec)} (download failed: {download_failure(exc)})"
+        raise DataError(message) from exc
+
+
+def download_failure(exc: BaseException) -> str:
+    """Why torchvision could not download: its error lists each mirror's own error after "got:"."""
+    text = str(exc).strip()
+    lines = text.splitlines()
+    causes = [lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if line.rstrip().endswith("got:")]
+    causes = [c for c in causes if c] or [text.splitlines()[0] if text else type(exc).__name__]
+    cause = causes[-1]
+    network = ("urlopen error", "Name or service not known", "name resolution", "Network is unreachable", "timed out")
+    if any(word in cause for word in network):
+        reason = f"no network ({cause.strip('<>')})"
+    elif "HTTP Error" in cause:
+        reason = cause.replace("HTTP Error", "HTTP")
+    elif "not found or corrupted" in cause or "md5" in cause.lower() or "checksum" in cause.lower():
+        reason = "checksum mismatch: the file downloaded is not the published one"
+    else:
+        reason = cause
+    mirrors = f"; tried {len(causes)} mirrors" if len(causes) > 1 else ""
+    return reason[:300] + mirrors
 
 
 def locate(
@@ -186,20 +223,21 @@ def locate(
     *,
     download_ok: bool = True,
     recorded_dir: Optional[Path] = None,
+    splits: Sequence[str] = ("train", "test"),
 ) -> tuple[Path, dict[str, Path]]:
-    """The folder that holds a dataset's four IDX files and the files, downloading them first
+    """The folder that holds the IDX files of `splits` and the files, downloading the dataset first
     when they are nowhere and that is allowed."""
     looked, target = search_dirs(spec, data_dir, recorded_dir)
     for root in looked:
-        files = find_raw_files(root, spec)
+        files = find_raw_files(root, spec, splits)
         if files is not None:
             return root, files
     if not download_ok:
-        raise DataError(missing_data_message(looked, spec) + " (download disabled by --no-download)")
+        raise DataError(missing_data_message(looked, spec, splits) + " (download disabled by --no-download)")
     download(target, spec, looked)
-    files = find_raw_files(target, spec)
+    files = find_raw_files(target, spec, splits)
     if files is None:
-        raise DataError(missing_data_message(looked, spec))
+        raise DataError(missing_data_message(looked, spec, splits))
     return target, files
 
 
@@ -286,9 +324,10 @@ def load_dataset(
     """Read a dataset (see `locate` for where from), with a validation split of `val_size`
     training images."""
     spec = dataset_spec(name)
-    root, files = locate(spec, data_dir, download_ok=download_ok, recorded_dir=recorded_dir)
+    needed = tuple(sorted(set(splits) | {"test"}))
+    root, files = locate(spec, data_dir, download_ok=download_ok, recorded_dir=recorded_dir, splits=needed)
     loaded = {}
-    for split in set(splits) | {"test"}:
+    for split in needed:
         img_name, lbl_name = spec.files[split]
         loaded[split] = _load_split(split, files[img_name], files[lbl_name], spec)
     test = loaded["test"]

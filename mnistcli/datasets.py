@@ -5,6 +5,7 @@ Plain data with no torch import, so that `--help` and shell completion stay quic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mnistcli.errors import OptionError
@@ -37,8 +38,9 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = ()  # where an OS package puts it
     object_size: int = 20  # longer side of the object in the 28x28 field (20 for handwriting)
 
-    def raw_files(self) -> list[str]:
-        return [name for pair in self.files.values() for name in pair]
+    def raw_files(self, splits: Sequence[str] = ("train", "test")) -> list[str]:
+        """The IDX files (without .gz) of `splits`."""
+        return [name for split in splits for name in self.files[split]]
 
 
 DIGITS = tuple(str(d) for d in range(10))

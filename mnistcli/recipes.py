@@ -109,6 +109,7 @@ class RunOptions:
     precision: str = "auto"
     compile: bool = False  # torch.compile the network for training (opt-in: compiling takes a while)
     log_every: int = 300
+    threads: Optional[int] = None  # torch's CPU threads (None: torch's default, which OMP_NUM_THREADS sets)
     keep: Optional[int] = None  # keep only the last N epoch-NNN.pt files (None: all)
     resume: Optional[Path] = None
     command: str = ""  # the command line that started the run, kept in its checkpoints

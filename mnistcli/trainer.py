@@ -58,6 +58,7 @@ class StartInfo:
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     processes: int = 1
     log_every: int = 300  # batches per printed row
+    threads: int = 1  # torch's CPU threads
 
 
 @dataclass
@@ -234,6 +235,10 @@ def set_up(
     """Device, output folder, data, model, optimiser and schedule of a new run (or one to restore)."""
     if options.log_every < 1:
         raise OptionError(f"--log-every must be at least 1, got {options.log_every}")
+    if options.threads is not None:
+        if options.threads < 1:
+            raise OptionError(f"--threads must be at least 1, got {options.threads}")
+        torch.set_num_threads(options.threads)
     world = group.world if group is not None else 1
     if recipe.batch_size % world:
         raise OptionError(f"--batch-size {recipe.batch_size} does not split evenly over {world} processes")
@@ -377,6 +382,7 @@ def start_info(run: Run) -> StartInfo:
         changed=run.changed,
         processes=run.world,
         log_every=run.options.log_every,
+        threads=torch.get_num_threads(),
     )
 
 

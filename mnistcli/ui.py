@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from rich import box
 from rich.color import Color
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.style import Style
@@ -111,7 +111,8 @@ class TrainDisplay:
             for name, (old, new) in info.changed.items():
                 self.out.print(f"  --{name.replace('_', '-')}: {old} -> {new}")
         self.out.print(
-            f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device} ({info.precision})"
+            f"Model [bold]{r.model}[/] ({info.parameters:,} parameters) on {info.device} ({info.precision}"
+            + (f", {plural(info.threads, 'thread')})" if info.device.type == "cpu" else ")")
             + (f" x {info.processes} processes" if info.processes > 1 else "")
             + "; "
             f"data {escape(info.data_source)}: "
@@ -277,10 +278,10 @@ def digit_preview(image, title: str = "") -> Text:
     return text
 
 
-def distribution_table(counts: Sequence[int], classes: Sequence[str], split: str) -> Table:
+def distribution_table(counts: Sequence[int], classes: Sequence[str], title: str) -> Group:
+    """Counts and shares per class, under a title line of its own (longer than the narrow table)."""
     total = max(1, sum(counts))
-    return simple_table(
-        f"Labels in the {split} split ({sum(counts):,} images)",
-        ["Class", "Count", "Share"],
-        [(c, f"{n:,}", pct(n / total, 1)) for c, n in zip(classes, counts)],
+    table = simple_table(
+        None, ["Class", "Count", "Share"], [(c, f"{n:,}", pct(n / total, 1)) for c, n in zip(classes, counts)]
     )
+    return Group(Text(title, style="italic"), table)

@@ -1,6 +1,7 @@
 """CLI tests of evaluate, predict and show-samples on the fixture dataset and a small trained checkpoint."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -135,6 +136,14 @@ def test_show_samples_with_a_checkpoint_and_errors_only(trained_run, fixture_dat
     doc = json.loads(run("evaluate", trained_run / "best.pt", "--json", "--data-dir", fixture_data).stdout)
     shown = min(40, doc["errors"])
     assert (f"Saved {shown} images" in result.stdout) if shown else ("makes no mistakes" in result.stdout)
+    best = checkpoint.load(trained_run / "best.pt")
+    assert f"Checkpoint {trained_run / 'best.pt'} (given): model cnn, epoch {best.epoch}," in result.stdout
+    assert f"True labels of the {shown} mistakes shown ({doc['errors']} in the test split)" in result.stdout
+    wrong = [t for t in range(10) for p in range(10) if t != p for _ in range(doc["confusion_matrix"][t][p])]
+    counts = dict(re.findall(r"^\s*(\d)\s+(\d+)\s+[\d.]+%", result.stdout, re.M))
+    assert sum(map(int, counts.values())) == shown and (
+        shown < doc["errors"] or all(int(counts[str(c)]) == wrong.count(c) for c in range(10))
+    )
 
 
 def test_show_samples_errors_only_needs_a_checkpoint(fixture_data):
@@ -208,3 +217,25 @@ def test_an_unsure_answer_says_so_in_the_table_and_the_json(trained_run, images,
         is False
     )
     assert " or " not in run("predict", files[0][0], "-c", trained_run / "best.pt").stdout
+
+
+def test_predict_normalizes_with_the_checkpoints_own_dataset(trained_run, tmp_path):
+    import torch
+
+    from mnistcli import engine
+
+    ck = checkpoint.load(trained_run / "best.pt")
+    ck.dataset, ck.normalization = "fashion-mnist", {"mean": 0.2860, "std": 0.3530}
+    ck.classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+    path = tmp_path / "fashion.pt"
+    checkpoint.write_files(checkpoint.to_bytes(ck), [path])
+    digit, _ = render_digits(1, seed=3)
+    Image.fromarray(digit[0]).save(tmp_path / "x.png")
+    result = run("predict", tmp_path / "x.png", "-c", path, "--raw", "--json", "--top-k", 10)
+    assert result.exit_code == 0, result.output
+    got = {t["digit"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top_k"]}
+    net, x = checkpoint.build_model(ck), torch.from_numpy(digit)
+    own = engine.predict(net, x, mean=0.2860, std=0.3530)[0].tolist()
+    mnist = engine.predict(net, x, mean=0.1307, std=0.3081)[0].tolist()
+    assert max(abs(a - b) for a, b in zip(own, mnist)) > 1e-3  # the two normalisations give other answers
+    assert [got[d] for d in range(10)] == pytest.approx(own, abs=1e-6)

@@ -174,3 +174,14 @@ def test_splits_are_named_and_a_test_only_load_has_an_empty_train_split(fixture_
     assert (both.train.name, both.val.name, both.test.name) == ("train", "val", "test")
     test_only = data.load_mnist(fixture_data, download_ok=False, splits=("test",))
     assert test_only.train.name == "train" and len(test_only.train) == 0 and test_only.val is None
+
+
+def test_a_same_sized_file_with_other_bytes_is_not_served_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    first, second = (gzip.compress(idx_bytes(np.full(50, v, np.uint8)), mtime=0) for v in (3, 4))
+    assert len(first) == len(second) and first != second  # the cache key's size cannot tell them apart
+    path.write_bytes(first)
+    assert data.read_idx(path).tolist() == [3] * 50
+    path.write_bytes(second)
+    assert data.read_idx(path).tolist() == [4] * 50

@@ -1,5 +1,6 @@
 """Where the data is: one user cache for every folder, ./data still found, a checkpoint remembers its folder."""
 
+import io
 import json
 import os
 import shlex
@@ -148,3 +149,77 @@ def test_the_resume_hint_carries_the_run_options_that_were_not_defaults():
         "--compile",
         "--no-download",
     ]
+
+
+def test_evaluating_the_test_split_needs_only_the_test_files(fixture_data, tmp_path, monkeypatch):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(fixture_data / "MNIST" / "raw" / name, raw / name)
+    monkeypatch.chdir(tmp_path)  # ./data, as a user who downloaded only the test files has it
+    result = run("evaluate", "--no-download", "--json")  # the bundled model
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["images"] == 200 and doc["checkpoint"]["source"] == "bundled pretrained"
+    line = one_error_line(run("evaluate", "--no-download", "--split", "val"))  # val is carved from train
+    assert "train-images-idx3-ubyte.gz" in line
+
+
+def test_the_missing_data_message_shows_the_relative_folder_as_dot_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataError) as err:
+        data.load_dataset("mnist", download_ok=False)
+    assert f".{os.sep}data," in str(err.value) or f".{os.sep}data)" in str(err.value), str(err.value)
+
+
+class _WrongBytes(io.BytesIO):
+    """What urlopen gives for a mirror that serves some other file than the published one."""
+
+    length = 12
+
+    def __init__(self, url: str) -> None:
+        super().__init__(b"not the file")
+        self.url = url
+
+
+@pytest.mark.parametrize(
+    "failure, reason",
+    [
+        ("network", "no network"),
+        ("http", "HTTP 404: Not Found"),
+        ("checksum", "checksum mismatch"),
+    ],
+)
+def test_a_failed_download_says_why(tmp_path, monkeypatch, failure, reason):
+    import urllib.error
+    import urllib.request
+
+    def fetch(request, *args, **kwargs):
+        if failure == "http":
+            raise urllib.error.HTTPError(getattr(request, "full_url", request), 404, "Not Found", {}, None)
+        if failure == "network":
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        return _WrongBytes(getattr(request, "full_url", request))
+
+    monkeypatch.setattr(urllib.request, "urlopen", fetch)
+    monkeypatch.chdir(tmp_path)
+    result = run("evaluate", "--data-dir", tmp_path / "d")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]  # after the download's own progress lines, if any
+    assert line.startswith("error: MNIST not found") and f"(download failed: {reason}" in line, line
+    assert "tried 2 mirrors" in line
+
+
+def test_download_progress_never_reaches_stdout(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Chatty:  # as torchvision's datasets before 0.20 did: a line per file on stdout
+        def __init__(self, root, train, download):
+            print("Downloading https://example.org/train-images-idx3-ubyte.gz")
+            write_dataset(Path(root), n_train=30, n_test=10)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Chatty)
+    monkeypatch.chdir(tmp_path)
+    result = run("evaluate", "--data-dir", tmp_path / "d", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == 10 and "Downloading" in result.stderr

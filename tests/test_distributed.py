@@ -1,4 +1,5 @@
-"""Data-parallel training with torch.distributed (gloo, 2 CPU processes)."""
+"""Data-parallel training with torch.distributed: how an epoch is dealt out, and real runs (gloo, 2 CPU
+processes)."""
 
 import json
 import subprocess
@@ -6,14 +7,28 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from mnistcli import checkpoint
+from mnistcli import checkpoint, distributed
 
 from helpers import REAL_MNIST, needs_real_mnist
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("world, batch, n", [(2, 32, 500), (3, 12, 100), (4, 8, 37)])
+def test_each_process_takes_its_own_share_of_every_batch(world, batch, n):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(world))
+    shards = [distributed.shard(order, distributed.Group(rank, world, rank)) for rank in range(world)]
+    per_rank = batch // world
+    assert {len(s) for s in shards} == {n // world}  # the same number of steps on every rank
+    for step in range(-(-(n // world) // per_rank)):
+        taken = [s[step * per_rank : (step + 1) * per_rank] for s in shards]
+        together = torch.cat(taken)
+        assert len(set(together.tolist())) == len(together)  # no image twice in a step
+        # One step of all the processes is the batch a single process would take, image for image.
+        single = order[step * batch : step * batch + len(together)]
+        assert sorted(together.tolist()) == sorted(single.tolist())
 
 
 def train(*args):
@@ -23,6 +38,7 @@ def train(*args):
     return result
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_data, tmp_path):
     out = tmp_path / "ddp"
     result = train(
@@ -50,6 +66,7 @@ def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_d
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_batch_must_split_evenly(fixture_data, tmp_path):
     cmd = [
         sys.executable,
@@ -73,6 +90,7 @@ def test_batch_must_split_evenly(fixture_data, tmp_path):
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
 
 
+@pytest.mark.slow
 @needs_real_mnist
 def test_two_processes_match_one_on_real_mnist(tmp_path):
     accs = {}

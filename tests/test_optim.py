@@ -89,3 +89,78 @@ def test_a_training_run_never_imports_torch_dynamo(fixture_data, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0 and (tmp_path / "last.pt").is_file(), result.stderr
     assert result.stdout.strip().endswith("no dynamo"), result.stdout[-300:]
+
+
+def test_the_default_recipe_builds_nesterov_sgd_without_decay_on_biases_and_batch_norm():
+    from mnistcli.models import create_model
+    from mnistcli.optim import make_optimizer
+    from mnistcli.recipes import Recipe
+
+    model = create_model("cnn")
+    opt = make_optimizer(Recipe(), model)
+    assert isinstance(opt, SGD)
+    decay, no_decay = opt.param_groups
+    matrices = {id(p) for p in model.parameters() if p.ndim > 1}
+    vectors = {id(p) for p in model.parameters() if p.ndim <= 1}
+    assert {id(p) for p in decay["params"]} == matrices and decay["weight_decay"] == 5e-4
+    assert {id(p) for p in no_decay["params"]} == vectors and no_decay["weight_decay"] == 0.0
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(id(m.weight) in vectors and id(m.bias) in vectors for m in bn)
+    for group in opt.param_groups:
+        assert (group["lr"], group["momentum"], group["nesterov"], group["foreach"]) == (0.1, 0.9, True, True)
+
+
+@pytest.mark.parametrize(
+    "changes, kind",
+    [({"optimizer": "adam", "lr": 1e-3}, torch.optim.Adam), ({"optimizer": "adamw", "lr": 1e-3}, torch.optim.AdamW)],
+)
+def test_other_optimisers_keep_the_parameter_groups_and_the_learning_rate(changes, kind):
+    from mnistcli.models import create_model
+    from mnistcli.optim import make_optimizer
+    from mnistcli.recipes import Recipe
+
+    opt = make_optimizer(Recipe(**changes), create_model("fc"))
+    assert type(opt) is kind and [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
+    assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+
+
+def test_plain_momentum_is_never_nesterov_and_no_momentum_turns_nesterov_off():
+    from mnistcli.models import create_model
+    from mnistcli.optim import make_optimizer
+    from mnistcli.recipes import Recipe
+
+    report = make_optimizer(Recipe(momentum=0.5, nesterov=False), create_model("fc"))
+    assert [(g["momentum"], g["nesterov"]) for g in report.param_groups] == [(0.5, False)] * 2
+    none = make_optimizer(Recipe(momentum=0.0, nesterov=True), create_model("fc"))  # torch refuses nesterov then
+    assert [(g["momentum"], g["nesterov"]) for g in none.param_groups] == [(0.0, False)] * 2
+
+
+def test_the_schedule_peaks_at_the_requested_lr_and_keeps_momentum_constant():
+    from mnistcli.models import create_model
+    from mnistcli.optim import make_optimizer, make_scheduler
+    from mnistcli.recipes import Recipe
+
+    recipe = Recipe(epochs=4, lr=0.3)
+    opt = make_optimizer(recipe, create_model("fc"))
+    scheduler = make_scheduler(recipe, opt, steps_per_epoch=25)
+    lrs, momenta = [], []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        momenta.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        scheduler.step()
+    assert max(lrs) == pytest.approx(0.3, rel=1e-6) and lrs.index(max(lrs)) == 24  # a quarter of the run
+    assert lrs[0] < 0.3 / 10 and lrs[-1] < 0.3 / 1000
+    assert set(momenta) == {0.9}
+
+
+def test_the_training_loss_smooths_labels_as_the_recipe_says():
+    from mnistcli.recipes import Recipe
+    from mnistcli.trainer import _loss
+
+    logits, labels = torch.randn(16, 10, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 10
+    smoothed = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+    assert Recipe().label_smoothing == 0.1
+    assert torch.equal(_loss(Recipe())(logits, labels), smoothed)
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.equal(_loss(Recipe(label_smoothing=0.0))(logits, labels), plain)

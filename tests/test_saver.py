@@ -76,3 +76,18 @@ def test_prepare_makes_nested_folders_and_refuses_a_file_in_words(tmp_path):
     with pytest.raises(CheckpointError) as err:
         CheckpointSaver(tmp_path / "file").prepare()
     assert str(err.value) == f"cannot write to output folder {tmp_path / 'file'}: File exists"
+
+
+def test_the_next_run_clears_the_temp_files_a_crashed_save_left_and_nothing_else(fixture_data, tmp_path):
+    from mnistcli import trainer
+    from mnistcli.recipes import RunOptions
+
+    left = [tmp_path / ".last.pt.k3j2h1g0.tmp", tmp_path / ".history.json.0a9b8c7d.tmp"]
+    mine = [tmp_path / "notes.txt", tmp_path / ".keep", tmp_path / "draft.tmp"]  # not the saver's temp files
+    for path in left + mine:
+        path.write_bytes(b"half a file")
+    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    trainer.fit(options, given={"epochs": 1, "batch_size": 100, "val_size": 100, "model": "fc"})
+    assert not any(p.exists() for p in left)
+    assert all(p.read_bytes() == b"half a file" for p in mine)
+    assert (tmp_path / "last.pt").is_file()

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -8,7 +9,7 @@ import torch
 from mnistcli import checkpoint, trainer
 from mnistcli.recipes import RunOptions
 
-from helpers import REAL_MNIST, needs_real_mnist, plain, run
+from helpers import REAL_MNIST, needs_real_mnist, plain, run, run_module
 
 
 def test_list_models_shows_parameter_counts():
@@ -444,3 +445,51 @@ def test_a_resumed_run_reads_its_data_from_the_folder_its_checkpoint_recorded(fi
     again = RunOptions(data_dir=None, download=False, resume=tmp_path / "run" / "last.pt", device="cpu")
     result = trainer.fit(again, given={"epochs": 2})
     assert [h["epoch"] for h in result.history] == [1, 2] and result.data_dir == fixture_data.resolve()
+
+
+def test_a_resume_with_more_epochs_continues_the_schedule_over_the_new_total(fixture_data, tmp_path):
+    def fit(out, epochs, resume=None):
+        given = {"epochs": epochs} if resume else {"epochs": epochs, "batch_size": 50, "val_size": 100, "lr": 0.2}
+        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu", resume=resume)
+        return trainer.fit(options, given=given)
+
+    straight = fit(tmp_path / "straight", 3)
+    fit(tmp_path / "grown", 1)
+    grown = fit(tmp_path / "grown", 3, resume=tmp_path / "grown" / "last.pt")
+    ckpt = checkpoint.load(tmp_path / "grown" / "last.pt")
+    assert ckpt.scheduler["total_steps"] == 30 and ckpt.scheduler["last_epoch"] == 30
+    # From the step epoch 1 reached, on the 3-epoch schedule: the same rates as a 3-epoch run from the start.
+    assert [h["lr"] for h in grown.history[1:]] == pytest.approx([h["lr"] for h in straight.history[1:]], rel=1e-9)
+    assert grown.history[0]["lr"] < straight.history[0]["lr"] / 10  # epoch 1 ran a 1-epoch schedule
+
+
+def test_threads_sets_torchs_cpu_threads_and_the_environment_is_honoured(fixture_data, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        result = run(
+            "train",
+            "--epochs",
+            1,
+            "--model",
+            "fc",
+            "--threads",
+            1,
+            "--data-dir",
+            fixture_data,
+            "--out-dir",
+            tmp_path / "a",
+            "--val-size",
+            100,
+            "--device",
+            "cpu",
+        )
+        assert result.exit_code == 0, result.output
+        assert "on cpu (" in result.stdout and ", 1 thread)" in result.stdout and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["train", "--epochs", 1, "--model", "fc", "--out-dir", tmp_path / "b", "--device", "cpu"]
+    child = run_module(*cmd, "--data-dir", fixture_data, "--val-size", 100, env=env)
+    assert ", 1 thread)" in child.stdout
+    refused = run("train", "--threads", 0, "--data-dir", fixture_data, "--out-dir", tmp_path / "c")
+    assert refused.exit_code == 2 and "--threads must be at least 1" in refused.stderr

@@ -68,6 +68,8 @@ def show_samples(
         val_size = data.DEFAULT_VAL_SIZE if split_name == "val" else 0
         splits = inference.splits_for(split_name)
         ds = data.load_dataset(value(dataset), data_dir, download_ok=not no_download, val_size=val_size, splits=splits)
+    if loaded is not None:
+        ui.info(f"Checkpoint {loaded.path} ({loaded.source}): {loaded.checkpoint.describe()}")
     ui.info(f"Data: {ds.spec.title} from {ds.root}")
     chosen = ds.split(split_name)
     if loaded is not None:
@@ -87,7 +89,12 @@ def show_samples(
         ui.info(f"Saved {len(picks)} images to {output}")
     else:
         ui.info("No images to show" + (" (the model makes no mistakes on this split)" if errors_only else ""))
-    counts = torch.bincount(chosen.labels.cpu(), minlength=len(ds.classes)).tolist()
-    ui.console.print(ui.distribution_table(counts, ds.classes, split_name))
+    if among is not None:  # the mistakes shown, by their true class
+        counts = torch.bincount(chosen.labels.cpu()[picks], minlength=len(ds.classes)).tolist()
+        title = f"True labels of the {len(picks):,} mistakes shown ({len(among):,} in the {split_name} split)"
+    else:
+        counts = torch.bincount(chosen.labels.cpu(), minlength=len(ds.classes)).tolist()
+        title = f"Labels in the {split_name} split ({len(chosen):,} images)"
+    ui.console.print(ui.distribution_table(counts, ds.classes, title))
     if show and len(picks) and not plots.show(output):
         ui.warn(f"no display to open a window; the grid is in {output}")

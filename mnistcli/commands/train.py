@@ -86,6 +86,13 @@ def train(
         ),
     ] = PrecisionName("auto"),
     log_every: Annotated[int, typer.Option(help="Print a row of loss and accuracy every N batches.")] = 300,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            help="CPU threads torch may use; on a machine busy with other work, fewer threads than cores train faster.",
+            show_default="torch's default: $OMP_NUM_THREADS, else one per core",
+        ),
+    ] = None,
     out_dir: Annotated[
         Optional[Path],
         typer.Option(
@@ -142,6 +149,7 @@ def train(
         precision=value(precision),
         compile=compile_net,
         log_every=log_every,
+        threads=threads,
         keep=keep,
         resume=resume,
         command=" ".join(["mnistcli", *sys.argv[1:]]),
@@ -207,6 +215,7 @@ def resume_command(last: Path, options: RunOptions) -> str:
         ("--device", options.device, defaults.device),
         ("--precision", options.precision, defaults.precision),
         ("--log-every", options.log_every, defaults.log_every),
+        ("--threads", options.threads, defaults.threads),
         ("--keep", options.keep, defaults.keep),
     ):
         if current != default:
