@@ -3,10 +3,11 @@
 Two kinds of file, one `Checkpoint` in memory:
 - a training checkpoint (`.pt`): a dict of plain Python values and tensors (the fields of
   `Checkpoint`), read with `torch.load(weights_only=True)`, so nothing in it can run code;
-- an inference model (`.safetensors`, made by `mnistcli export`): the weights to use, with
-  what is needed to use them as JSON in the header; no pickle at all, no training state.
+- an inference model (`.safetensors`, made by `mnistcli export`): the weights to use, with the
+  fields marked `inference` (what is needed to use them) as JSON in the header; no pickle at all,
+  no training state. The ONNX export carries the same JSON in its metadata.
 
-Writes are atomic (temp file beside the target, fsync, rename, fsync of the folder).
+Every file is written through `files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
-import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -25,45 +24,98 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from mnistcli import __version__, models
-from mnistcli.datasets import DATASETS, DIGITS, MNIST_SPEC, DatasetSpec
-from mnistcli.engine import place_model
+from mnistcli import __version__, files, models
+from mnistcli.dataset_specs import DATASETS, DIGITS, MNIST_SPEC, DatasetSpec
+from mnistcli.devices import place_model
 from mnistcli.errors import CheckpointError, MnistCliError
-from mnistcli.recipes import Recipe
+from mnistcli.history import HistoryRow
+from mnistcli.settings import Recipe
 
 FORMAT_VERSION = 1
-SAFETENSORS_SUFFIX = ".safetensors"
 _METADATA_KEY = "mnistcli"  # the safetensors header entry that holds our JSON
+
+
+def _inference(**kw: Any) -> Any:
+    """A field that inference files carry too (in their JSON metadata)."""
+    return field(metadata={"inference": True}, **kw)
+
+
+@dataclass
+class StopPosition:
+    """Where a stopped epoch stopped: written when a run stops mid-epoch, read when it resumes."""
+
+    epoch: int  # the epoch in progress (1-based)
+    batch: int  # batches of it done
+    loss_sum: float  # the epoch's training sums so far
+    correct: int
+    seen: int
+    seconds: float
+    epoch_start_rng: torch.Tensor  # the run generator's state when the epoch began (its permutation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], finished: int) -> StopPosition:
+        """As any version wrote it; files before 0.2 name no epoch: it is the one after those finished."""
+        return cls(**{**{"epoch": finished + 1}, **{f.name: values[f.name] for f in fields(cls) if f.name in values}})
+
+
+@dataclass
+class RunConfig:
+    """How a checkpoint's run was set up: its recipe, the data folder it was given, where and how it computed."""
+
+    recipe: Optional[dict[str, Any]] = None  # None for a bare state dict
+    data_dir: Optional[str] = None
+    device: str = ""
+    precision: str = ""
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 @dataclass
 class Checkpoint:
-    """Everything a checkpoint holds. Training state (optimizer to partial) is None in
+    """Everything a checkpoint holds. Training state (optimizer to stopped_at) is None in
     inference models and in bare state dicts loaded with --model."""
 
-    model: str
-    state_dict: dict[str, torch.Tensor]  # the weights to evaluate: the weight average when there is one
-    model_args: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "mnist"
-    classes: list[str] = field(default_factory=lambda: list(DIGITS))
-    normalization: dict[str, float] = field(default_factory=lambda: {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std})
-    epoch: Optional[int] = None  # epochs finished
-    metrics: dict[str, Any] = field(default_factory=dict)  # the epoch's losses and accuracies
-    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    model: str = _inference()
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict)  # the weights to evaluate (the average)
+    model_args: dict[str, Any] = _inference(default_factory=dict)
+    dataset: str = _inference(default="mnist")
+    classes: list[str] = _inference(default_factory=lambda: list(DIGITS))
+    normalization: dict[str, float] = _inference(
+        default_factory=lambda: {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std}
+    )
+    epoch: Optional[int] = _inference(default=None)  # epochs finished
+    metrics: dict[str, Any] = _inference(default_factory=dict)  # the epoch's losses and accuracies
+    config: RunConfig = _inference(default_factory=RunConfig)  # inference files keep only its recipe
+    history: list[HistoryRow] = field(default_factory=list)  # one row per finished epoch
     best_epoch: Optional[int] = None
-    config: dict[str, Any] = field(default_factory=dict)  # recipe, data_dir, device, precision, command
     optimizer: Optional[dict[str, Any]] = None
     scheduler: Optional[dict[str, Any]] = None
     rng: Optional[dict[str, torch.Tensor]] = None  # torch's global RNG and the run's generator
     train_state_dict: Optional[dict[str, torch.Tensor]] = None  # the raw weights when state_dict is an average
     ema_steps: Optional[int] = None
-    partial: Optional[dict[str, Any]] = None  # where a stopped epoch stopped
-    torch_version: str = ""
-    created: str = ""
-    format_version: int = FORMAT_VERSION
+    stopped_at: Optional[StopPosition] = None  # where a stopped epoch stopped
+    torch_version: str = _inference(default="")
+    mnistcli_version: str = _inference(default="")
+    created: str = _inference(default="")
+    format_version: int = _inference(default=FORMAT_VERSION)
 
+    # The file's form --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """What a .pt file holds: plain values and tensors, one key per field."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["history"] = [row.to_dict() for row in self.history]
+        out["config"] = self.config.to_dict()
+        out["stopped_at"] = self.stopped_at.to_dict() if self.stopped_at is not None else None
+        return out
 
     @classmethod
     def from_dict(cls, values: Any, path: Path | str = "checkpoint") -> Checkpoint:
@@ -78,23 +130,55 @@ class Checkpoint:
                 )
             raise CheckpointError(f"{path}: not an mnistcli checkpoint (no format_version)")
         _check_version(values["format_version"], path)
-        if not isinstance(values.get("model"), str):
-            raise CheckpointError(f"{path}: checkpoint names no model")
         if not isinstance(values.get("state_dict"), dict):
             raise CheckpointError(f"{path}: checkpoint has no state_dict")
+        return cls._of(values, values["state_dict"], path)
+
+    @classmethod
+    def _of(cls, values: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path | str) -> Checkpoint:
+        if not isinstance(values.get("model"), str):
+            raise CheckpointError(f"{path}: checkpoint names no model")
         names = {f.name for f in fields(cls)}
         # None stands for "not there" in files of every version: take the field's default.
-        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+        kept = {k: v for k, v in values.items() if k in names and v is not None}
+        kept["state_dict"] = state_dict
+        kept["history"] = [HistoryRow.from_dict(row) for row in kept.get("history", [])]
+        kept["config"] = RunConfig.from_dict(kept.get("config", {}))
+        stop = kept.pop("stopped_at", None) or values.get("partial")  # "partial" before 0.2
+        ckpt = cls(**kept)
+        if stop:
+            ckpt.stopped_at = StopPosition.from_dict(stop, finished=ckpt.epoch or 0)
+        return ckpt
+
+    # Inference files ----------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """The fields an inference file carries, as JSON values."""
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("inference")}
+        meta["config"] = {"recipe": self.config.recipe} if self.config.recipe else {}
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: Any, state_dict: dict[str, torch.Tensor], path: Path | str) -> Checkpoint:
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: a safetensors file without mnistcli metadata")
+        _check_version(meta.get("format_version"), path)
+        if "recipe" in meta:  # 0.1 kept the recipe at the top
+            meta = {**meta, "config": {"recipe": meta["recipe"]}}
+        inference = {f.name for f in fields(cls) if f.metadata.get("inference")}
+        return cls._of({k: v for k, v in meta.items() if k in inference}, state_dict, path)
+
+    def inference_only(self) -> Checkpoint:
+        """The same model without training state, history or local paths: what `export` ships."""
+        return replace(
+            Checkpoint(model=self.model, state_dict=self.state_dict),
+            **{k: v for k, v in self.metadata().items() if k != "config"},
+            config=RunConfig(recipe=self.config.recipe),
+        )
 
     # Reading it --------------------------------------------------------------------------
     @property
     def recipe(self) -> Recipe:
-        return Recipe.from_dict(self.saved_recipe or {})
-
-    @property
-    def saved_recipe(self) -> Optional[dict[str, Any]]:
-        """The recipe as saved (None for a bare state dict)."""
-        return self.config.get("recipe")
+        return Recipe.from_dict(self.config.recipe or {})
 
     @property
     def spec(self) -> DatasetSpec:
@@ -105,8 +189,7 @@ class Checkpoint:
     @property
     def data_dir(self) -> Optional[Path]:
         """The data folder the run was given (None when it used the default)."""
-        value = self.config.get("data_dir")
-        return Path(value) if value else None
+        return Path(self.config.data_dir) if self.config.data_dir else None
 
     @property
     def resumable(self) -> bool:
@@ -121,23 +204,6 @@ class Checkpoint:
             if isinstance(self.metrics.get(key), float):
                 parts.append(f"{label} acc {100 * self.metrics[key]:.2f}%")
         return ", ".join(parts)
-
-    def inference_only(self) -> Checkpoint:
-        """The same model without training state, history or local paths: what `export` ships."""
-        recipe = self.saved_recipe
-        return Checkpoint(
-            model=self.model,
-            state_dict=self.state_dict,
-            model_args=dict(self.model_args),
-            dataset=self.dataset,
-            classes=list(self.classes),
-            normalization=dict(self.normalization),
-            epoch=self.epoch,
-            metrics=dict(self.metrics),
-            config={"recipe": dict(recipe)} if recipe else {},
-            torch_version=self.torch_version,
-            created=self.created,
-        )
 
 
 def _check_version(version: Any, path: Path | str) -> None:
@@ -156,127 +222,64 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of the random state: torch's global RNG and the run's own generator."""
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+
+
+def stamped(ckpt: Checkpoint) -> Checkpoint:
+    """The checkpoint with the versions and the time it is written."""
+    return replace(ckpt, torch_version=str(torch.__version__), mnistcli_version=__version__, created=now_iso())
+
+
 # Writing ---------------------------------------------------------------------------------
-TEMP_SUFFIX = ".tmp"
-
-
-def temp_prefix(path: Path) -> str:
-    """Temp files of `path` are named `.NAME.XXXXXXXX.tmp` beside it."""
-    return f".{Path(path).name}."
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder.
-
-    A crash at any moment leaves either the old file or the new one, never half of one (and
-    perhaps a temp file, which `remove_stale_temps` clears).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (not every file system allows it)."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temp files that a crashed save left in `folder`; returns them."""
-    stale = [p for p in Path(folder).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def to_bytes(ckpt: Checkpoint) -> bytes:
+def training_bytes(ckpt: Checkpoint) -> bytes:
     """The bytes of a training checkpoint file."""
     buf = io.BytesIO()
     torch.save(ckpt.to_dict(), buf)
     return buf.getvalue()
 
 
-def write_files(data: bytes, paths: list[Path]) -> None:
-    """Write the same bytes atomically to each of `paths`, in order; OSError becomes CheckpointError."""
+def write_checkpoint(data: bytes, paths: list[Path]) -> None:
+    """Write the same checkpoint bytes to each of `paths`, in order; OSError becomes CheckpointError."""
     for path in paths:
-        try:
-            atomic_write(path, data)
-        except OSError as exc:
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+        write_file(path, data, "checkpoint ")
 
 
-def save(ckpt: Checkpoint, path: Path) -> None:
-    write_files(to_bytes(ckpt), [Path(path)])
+def write_file(path: Path, data: bytes, what: str = "") -> None:
+    try:
+        files.atomic_write(Path(path), data)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {what}{path}: {exc.strerror or exc}") from exc
 
 
 def inference_bytes(ckpt: Checkpoint) -> bytes:
-    """The bytes of an inference model: safetensors weights with our metadata as JSON in the header."""
+    """The bytes of an inference model: safetensors weights with the metadata as JSON in the header."""
     from safetensors.torch import save as save_safetensors
 
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "model": ckpt.model,
-        "model_args": ckpt.model_args,
-        "dataset": ckpt.dataset,
-        "classes": ckpt.classes,
-        "normalization": ckpt.normalization,
-        "epoch": ckpt.epoch,
-        "metrics": ckpt.metrics,
-        "recipe": ckpt.saved_recipe,
-        "torch_version": ckpt.torch_version or str(torch.__version__),
-        "mnistcli_version": __version__,
-        "created": ckpt.created or now_iso(),
-    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
+    meta = ckpt.metadata()
+    meta["torch_version"] = meta["torch_version"] or str(torch.__version__)  # a bare state dict has none
+    meta["mnistcli_version"] = meta["mnistcli_version"] or __version__
+    meta["created"] = meta["created"] or now_iso()
     return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(meta)})
 
 
-def export(ckpt: Checkpoint, path: Path) -> None:
-    """Write an inference model (safetensors) atomically."""
-    try:
-        atomic_write(Path(path), inference_bytes(ckpt))
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
+def write_inference_file(ckpt: Checkpoint, path: Path) -> None:
+    """Write an inference model (safetensors) of `ckpt`."""
+    write_file(path, inference_bytes(ckpt.inference_only()))
 
 
 # Reading ---------------------------------------------------------------------------------
 def load(path: Path, map_location: str | torch.device = "cpu", model_name: Optional[str] = None) -> Checkpoint:
     """Read a training checkpoint (weights_only unpickling) or an inference model (safetensors);
-    tensors of any device are mapped to `map_location`.
+    tensors of any device are mapped to `map_location`. A run folder means its last.pt.
 
     `model_name` lets a bare `model.state_dict()` saved by other tools load as that architecture.
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "last.pt"
+        path = path / files.LAST
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -333,25 +336,7 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
         meta = json.loads(header[_METADATA_KEY])
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: a safetensors file without mnistcli metadata") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: a safetensors file without mnistcli metadata")
-    _check_version(meta.get("format_version"), path)
-    if not isinstance(meta.get("model"), str):
-        raise CheckpointError(f"{path}: its metadata names no model")
-    recipe = meta.get("recipe")
-    return Checkpoint(
-        model=meta["model"],
-        state_dict=tensors,
-        model_args=dict(meta.get("model_args") or {}),
-        dataset=meta.get("dataset") or "mnist",
-        classes=list(meta.get("classes") or DIGITS),
-        normalization=dict(meta.get("normalization") or {"mean": MNIST_SPEC.mean, "std": MNIST_SPEC.std}),
-        epoch=meta.get("epoch"),
-        metrics=dict(meta.get("metrics") or {}),
-        config={"recipe": recipe} if recipe else {},
-        torch_version=str(meta.get("torch_version") or ""),
-        created=str(meta.get("created") or ""),
-    )
+    return Checkpoint.from_metadata(meta, tensors, path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -379,19 +364,19 @@ def build_model(ckpt: Checkpoint, path: Path | str = "checkpoint", device: Optio
 
 # Which model file a command uses ------------------------------------------------------------
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "mnistcli-cnn.safetensors"
-LOCAL_BEST = Path("checkpoints") / "best.pt"
+LOCAL_BEST = files.RUN_DIR / files.BEST
 
 
-def resolve(path: Optional[Path]) -> tuple[Path, str]:
+def choose_model_file(path: Optional[Path]) -> tuple[Path, str]:
     """The model file to use and why: the one given, else ./checkpoints/best.pt, else the bundled one."""
     if path is not None:
         return Path(path), "given"
     if LOCAL_BEST.is_file():
-        return LOCAL_BEST, "local best (./checkpoints/best.pt)"
+        return LOCAL_BEST, f"local best (./{LOCAL_BEST})"
     if PRETRAINED.is_file():
         return PRETRAINED, "bundled pretrained"
     raise CheckpointError(
-        "no checkpoint: ./checkpoints/best.pt does not exist and no pretrained model is bundled; "
+        f"no checkpoint: ./{LOCAL_BEST} does not exist and no pretrained model is bundled; "
         "train one with `mnistcli train` or pass --checkpoint PATH"
     )
 
@@ -419,7 +404,7 @@ class LoadedModel:
 
 
 def load_model(path: Optional[Path], device: torch.device, model_name: Optional[str] = None) -> LoadedModel:
-    """Resolve, load and rebuild the model a command uses."""
-    path, source = resolve(path)
+    """Choose, load and rebuild the model a command uses."""
+    path, source = choose_model_file(path)
     ckpt = load(path, map_location="cpu", model_name=model_name)
     return LoadedModel(build_model(ckpt, path, device), ckpt, path, source)

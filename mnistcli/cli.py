@@ -12,20 +12,21 @@ from typing import Annotated
 import typer
 
 from mnistcli import __version__, ui
-from mnistcli.commands import common
+from mnistcli.commands import common, params
 from mnistcli.commands.evaluate import evaluate
 from mnistcli.commands.export import export
 from mnistcli.commands.predict import predict
 from mnistcli.commands.samples import show_samples
 from mnistcli.commands.serve import serve
-from mnistcli.commands.train import train
+from mnistcli.commands.train import train_command
 
 app = typer.Typer(
     name="mnistcli",
     help="Train, evaluate and use PyTorch networks for handwritten digits (MNIST).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help laid out by params.Command, readable at any width
+    cls=params.Group,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -49,12 +50,12 @@ def root(
     common.set_debug(debug)
 
 
-app.command()(train)
-app.command()(evaluate)
-app.command()(predict)
-app.command("show-samples")(show_samples)
-app.command()(export)
-app.command()(serve)
+app.command("train", cls=params.Command)(train_command)
+app.command("evaluate", cls=params.Command)(evaluate)
+app.command("predict", cls=params.Command)(predict)
+app.command("show-samples", cls=params.Command)(show_samples)
+app.command("export", cls=params.Command)(export)
+app.command("serve", cls=params.Command)(serve)
 
 
 def main() -> None:

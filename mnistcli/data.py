@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from mnistcli.datasets import DEFAULT_VAL_SIZE, MEAN, MNIST_SPEC, STD, DatasetSpec, dataset_spec
+from mnistcli import files
+from mnistcli.dataset_specs import DEFAULT_VAL_SIZE, MEAN, MNIST_SPEC, STD, DatasetSpec, dataset_spec
 from mnistcli.errors import DataError
 
 # The validation split is carved with its own fixed seed, so that runs with
@@ -104,17 +105,15 @@ def _read_cached(path: Path) -> Optional[np.ndarray]:
 
 
 def _write_cached(path: Path, array: np.ndarray) -> None:
-    """Best effort: a cache that cannot be written only costs the decompression next time."""
-    tmp = None
+    """Best effort: a cache that cannot be written only costs the decompression next time (and one that
+    a crash leaves half written is never read: the write is atomic)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
+        files.atomic_write(path, buf.getvalue(), durable=False)
     except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        pass
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -338,11 +337,6 @@ def load_dataset(
         train, val = train.subset(train_idx, "train"), train.subset(val_idx, "val")
     source = str(files[spec.files["test"][0]].parent)
     return Dataset(train=train, test=test, val=val, source=source, spec=spec, root=Path(root).resolve())
-
-
-def load_mnist(data_dir: Optional[Path] = None, **kwargs) -> Dataset:
-    """MNIST itself (see load_dataset)."""
-    return load_dataset("mnist", data_dir, **kwargs)
 
 
 def normalize(images: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:

@@ -1,7 +1,7 @@
-"""Data-parallel training with torch.distributed: process group, sharding, reductions, launching.
+"""Data-parallel training with torch.distributed: process group, sharding, reductions.
 
 `torchrun --nproc-per-node N -m mnistcli train ...` (or `mnistcli train --nproc N`, which
-launches exactly that) starts N processes; each holds the whole dataset, takes its share of
+launches that: launch.py) starts N processes; each holds the whole dataset, takes its share of
 every batch of the seeded permutation, and DistributedDataParallel averages the gradients.
 Only rank 0 prints, evaluates and writes checkpoints.
 """
@@ -9,8 +9,6 @@ Only rank 0 prints, evaluates and writes checkpoints.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -63,24 +61,3 @@ def barrier() -> None:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run `torchrun --nproc-per-node nproc -m mnistcli ARGV` and return its exit code."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        str(nproc),
-        "--standalone",
-        "-m",
-        "mnistcli",
-        *argv,
-    ]
-    # Each process gets an equal share of the cores (torchrun would otherwise pin every worker to 1 thread).
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
-    }
-    return subprocess.call(cmd, env=env)

@@ -1,4 +1,5 @@
-"""Training, evaluation and prediction loops. They report through callbacks and never print."""
+"""The loops over batches: training an epoch, evaluating a split, predicting images. They report through
+callbacks and never print."""
 
 from __future__ import annotations
 
@@ -10,72 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistcli.data import MEAN, STD, Split, iterate_batches, normalize, num_batches
-from mnistcli.errors import OptionError
-from mnistcli.recipes import DEVICES, PRECISIONS
-
-# Evaluation batches: on a 2-core CPU, 128 images took 0.54 s for the 10,000 test images against
-# 0.84 s for 500 (medians of 5); GPUs want big batches.
-EVAL_BATCH_SIZE = {"cpu": 128}
-DEFAULT_EVAL_BATCH_SIZE = 1024
-
-
-def eval_batch_size(device: torch.device) -> int:
-    return EVAL_BATCH_SIZE.get(device.type, DEFAULT_EVAL_BATCH_SIZE)
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
-    if name not in DEVICES:
-        raise OptionError(f"unknown device {name!r}; choose from: {', '.join(DEVICES)}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if name == "mps" and not has_mps:
-        raise OptionError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def _cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matrix maths in hardware (elsewhere it is emulated, and slower)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype for training (None = plain fp32).
-
-    `auto` takes bf16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU
-    with AVX-512 BF16 or AMX): about 1.8x the training speed of fp32 for the default model
-    on such a CPU. Evaluation always runs in fp32.
-    """
-    if precision not in PRECISIONS:
-        raise OptionError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        native = _cpu_has_native_bf16()
-    else:
-        native = False
-    if precision == "bf16":
-        if device.type not in ("cpu", "cuda"):
-            raise OptionError(f"--precision bf16 is not supported on {device.type}; use fp32")
-        return torch.bfloat16
-    return torch.bfloat16 if native else None
-
-
-def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """Move a model to `device` in channels-last layout (the layout data.normalize gives batches)."""
-    return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+from mnistcli.data import Split, iterate_batches, normalize, num_batches
+from mnistcli.dataset_specs import MEAN, STD
+from mnistcli.devices import eval_batch_size
 
 
 @dataclass
@@ -196,7 +134,7 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: Optional[int] = None) -> EvalResult:
+def evaluate_split(model: nn.Module, split: Split, batch_size: Optional[int] = None) -> EvalResult:
     """Mean cross-entropy, accuracy and class probabilities over a whole split."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.images.device)
@@ -213,7 +151,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: Optional[int] = None) -
 
 
 @torch.inference_mode()
-def predict(
+def predict_probabilities(
     model: nn.Module,
     images: torch.Tensor,
     batch_size: Optional[int] = None,
@@ -229,33 +167,3 @@ def predict(
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out) if out else torch.zeros(0, 10)
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights (and batch-norm buffers).
-
-    The decay ramps up as (1 + n) / (10 + n) until it reaches `decay`, so short runs
-    average over what they have rather than over their random start.
-    """
-
-    def __init__(self, model: nn.Module, decay: float, steps: int = 0):
-        import copy
-
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-        self.steps = steps
-        self._pairs = [
-            (mine, theirs) for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values())
-        ]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.steps += 1
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        floats = [(a, b) for a, b in self._pairs if a.dtype.is_floating_point]
-        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1 - d)
-        for a, b in self._pairs:
-            if not a.dtype.is_floating_point:
-                a.copy_(b)  # counters such as num_batches_tracked

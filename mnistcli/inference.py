@@ -71,7 +71,7 @@ def predict_inputs(
         return []
     ck = loaded.checkpoint
     spec = ck.spec
-    probs = engine.predict(loaded.net, torch.from_numpy(np.stack(inputs)), mean=spec.mean, std=spec.std)
+    probs = engine.predict_probabilities(loaded.net, torch.from_numpy(np.stack(inputs)), mean=spec.mean, std=spec.std)
     top_p, top_i = probs.topk(min(max(top_k, 2), probs.shape[1]), dim=1)
     return [prediction_row(name, p, i, ck.classes, top_k) for name, p, i in zip(names, top_p.tolist(), top_i.tolist())]
 

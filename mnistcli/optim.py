@@ -1,14 +1,14 @@
-"""The optimiser and the learning-rate schedule a recipe asks for."""
+"""What a recipe trains with: the optimiser, the learning-rate schedule and the weight average."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from mnistcli.recipes import Recipe
+from mnistcli.settings import Recipe
 
 
 def _unwrapped(name: str):
@@ -64,16 +64,64 @@ def make_scheduler(
     return None
 
 
-def continue_schedule(
-    r: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int, steps_done: int
+def restore_optimizer(
+    r: Recipe,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    saved_optimizer: dict[str, Any],
+    saved_scheduler: Optional[dict[str, Any]],
+    epochs_changed: bool,
 ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
-    """A schedule over `r.epochs` (which a resume may have changed), stepped to where the run was."""
-    import warnings
+    """Put a resumed run's optimiser back and return its schedule: as saved, or, when the run now has
+    another number of epochs, one over the new total, stepped to where the run was.
 
+    The order matters: a schedule sets the learning rate when it is made, so the saved optimiser
+    state (with the rate of the step reached) is loaded after making the saved schedule, and before
+    making a new one that steps itself there.
+    """
+    if not epochs_changed:
+        scheduler = make_scheduler(r, optimizer, steps_per_epoch)
+        optimizer.load_state_dict(saved_optimizer)
+        if scheduler is not None and saved_scheduler is not None:
+            scheduler.load_state_dict(saved_scheduler)
+        return scheduler
+    optimizer.load_state_dict(saved_optimizer)
     scheduler = make_scheduler(r, optimizer, steps_per_epoch)
     if scheduler is not None:
+        import warnings
+
         with warnings.catch_warnings():  # stepping the schedule alone is the point here
             warnings.simplefilter("ignore", UserWarning)
-            for _ in range(steps_done):
+            for _ in range(int((saved_scheduler or {}).get("last_epoch", 0))):
                 scheduler.step()
     return scheduler
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (and batch-norm buffers).
+
+    The decay ramps up as (1 + n) / (10 + n) until it reaches `decay`, so short runs
+    average over what they have rather than over their random start.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, steps: int = 0):
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.steps = steps
+        self._pairs = [
+            (mine, theirs) for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values())
+        ]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        floats = [(a, b) for a, b in self._pairs if a.dtype.is_floating_point]
+        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1 - d)
+        for a, b in self._pairs:
+            if not a.dtype.is_floating_point:
+                a.copy_(b)  # counters such as num_batches_tracked

@@ -5,56 +5,88 @@ Uses matplotlib's object API on the Agg canvas, so it works with no display.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from mnistcli import files
+from mnistcli.history import HistoryRow
 
 SERIES = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
+NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def figure_png(fig: Figure, dpi: int = 120) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Write a figure as a PNG, atomically like every file mnistcli writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    files.atomic_write(path, figure_png(fig, dpi))
     return path
 
 
-def training_curves(
-    history: Sequence[dict], path: Path, title: Optional[str] = None, train_note: Optional[str] = None
-) -> Path:
-    """Loss and accuracy per epoch for train, validation and test (as in the report's figures).
+def training_curves_png(
+    history: Sequence[HistoryRow], title: str = "", train_note: str = "", best_epoch: Optional[int] = None
+) -> bytes:
+    """Loss and accuracy per epoch for training, validation and test (as in the report's figures 2.2-2.4).
 
-    `train_note` says in the legend why the training figures differ from the others (they are
-    averaged over the epoch while the weights change, on augmented images, with smoothed labels).
+    The accuracy axis is sized to the validation and test figures, the ones that matter; the first
+    epochs' lower training accuracy runs off its foot rather than squashing them into a strip. The
+    best epoch (the one best.pt holds) is marked. `train_note` says under the plots why the training
+    figures differ from the others (measured during the epoch, on augmented images, ...).
     """
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
-    epochs = [h["epoch"] for h in history]
+    epochs = [h.epoch for h in history]
     for split, color in SERIES:
-        loss = [h.get(f"{split}_loss") for h in history]
-        acc = [h.get(f"{split}_acc") for h in history]
+        loss = [getattr(h, f"{split}_loss") for h in history]
+        acc = [getattr(h, f"{split}_acc") for h in history]
         if all(v is None for v in acc):
             continue
-        label = f"{split} ({train_note})" if split == "train" and train_note else split
-        style = {"color": color, "marker": "o", "markersize": 3, "label": label}
-        ax_loss.plot(epochs, loss, **style)
-        ax_acc.plot(epochs, [100 * a if a is not None else None for a in acc], **style)
-    ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy)", title="Loss")
+        style = {"color": color, "marker": "o", "markersize": 3, "label": NAMES[split]}
+        ax_loss.plot(epochs, [v if v is not None else math.nan for v in loss], **style)
+        ax_acc.plot(epochs, [100 * a if a is not None else math.nan for a in acc], **style)
+    ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy, log scale)", title="Loss")
     ax_loss.set_yscale("log")
     ax_acc.set(xlabel="Epoch", ylabel="Accuracy (%)", title="Accuracy")
-    accs = [100 * h[f"{s}_acc"] for h in history for s, _ in SERIES if h.get(f"{s}_acc") is not None]
-    if accs:
-        ax_acc.set_ylim(max(0.0, min(accs) - 0.5), min(100.0, max(accs) + 0.3))
+    ax_acc.set_ylim(*_accuracy_limits(history))
+    if best_epoch is not None:
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(best_epoch, color="0.35", linestyle=":", linewidth=1.2, label=f"best epoch ({best_epoch})")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
-        ax.legend()
-        if len(epochs) <= 25:
-            ax.set_xticks(epochs)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
+    handles, labels = ax_acc.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.02))
+    if train_note:
+        fig.text(
+            0.5, -0.07, f"Training figures: {train_note}.", ha="center", va="top", fontsize=8, color="0.3", wrap=True
+        )
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    fig.subplots_adjust(bottom=0.2)
+    return figure_png(fig)
+
+
+def _accuracy_limits(history: Sequence[HistoryRow]) -> tuple[float, float]:
+    """From a little below the lowest validation or test accuracy to a little above the highest of all."""
+    held_out = [100 * v for h in history for v in (h.val_acc, h.test_acc) if v is not None and not math.isnan(v)]
+    every = held_out + [100 * h.train_acc for h in history if h.train_acc is not None and not math.isnan(h.train_acc)]
+    if not held_out:
+        return (0.0, 100.0) if not every else (max(0.0, min(every) - 1), min(100.0, max(every) + 0.5))
+    low, high = min(held_out), max(every)
+    margin = max(0.15, 0.15 * (high - low))
+    return max(0.0, low - margin), min(100.0, high + margin)
 
 
 def image_grid(

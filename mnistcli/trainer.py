@@ -1,7 +1,9 @@
-"""A training run as named steps: set up, restore from a checkpoint, train an epoch, evaluate and
-record, save. `fit` strings them together.
+"""A training run as named steps: set up (restoring a checkpoint when resuming), train an epoch,
+evaluate and record, save. `fit` strings them together.
 
-Reports through a `Hooks` object and never prints; `cli` and `ui` draw it.
+`set_up` builds a `Run`, what stays fixed for the whole run, and the `Progress` it starts from;
+`run_epochs` advances the progress. Reports through a `Hooks` object and never prints; the
+command line and `ui` draw it.
 """
 
 from __future__ import annotations
@@ -17,27 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistcli import checkpoint, distributed
+from mnistcli import checkpoint, distributed, settings
 from mnistcli.augment import Distortion, distort, random_shift
-from mnistcli.checkpoint import Checkpoint
+from mnistcli.checkpoint import Checkpoint, RunConfig, StopPosition
 from mnistcli.data import Dataset, Split, load_dataset, num_batches
-from mnistcli.engine import (
-    BatchEvent,
-    Stats,
-    WeightAverage,
-    evaluate,
-    place_model,
-    resolve_precision,
-    select_device,
-    train_epoch,
-)
+from mnistcli.devices import autocast_dtype, place_model, select_device
+from mnistcli.engine import BatchEvent, Stats, evaluate_split, train_epoch
 from mnistcli.errors import OptionError
+from mnistcli.history import HistoryRow
 from mnistcli.models import count_parameters, create_model, model_args
-from mnistcli.optim import continue_schedule, make_optimizer, make_scheduler
-from mnistcli.recipes import Recipe, Resolved, RunOptions, resolve
+from mnistcli.optim import WeightAverage, make_optimizer, make_scheduler, restore_optimizer
 from mnistcli.saver import CheckpointSaver
-
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+from mnistcli.settings import Recipe, Resolved, RunSettings, resolve_recipe
 
 
 @dataclass
@@ -56,6 +49,7 @@ class StartInfo:
     data_source: str
     resumed_from: Optional[str] = None
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # where each recipe value came from
     processes: int = 1
     log_every: int = 300  # batches per printed row
     threads: int = 1  # torch's CPU threads
@@ -63,7 +57,7 @@ class StartInfo:
 
 @dataclass
 class EpochEnd:
-    record: dict[str, Any]
+    row: HistoryRow
     saved: list[Path]
     is_best: bool
 
@@ -91,12 +85,19 @@ class SilentHooks:
 @dataclass
 class RunResult:
     recipe: Recipe
-    history: list[dict[str, Any]]
+    history: list[HistoryRow]
     out_dir: Path
     best_epoch: Optional[int]
-    interrupted: bool = False
-    interrupted_at: Optional[tuple[int, int]] = None  # (epoch, batch)
+    interrupted_at: Optional[tuple[int, int]] = None  # (epoch, batch) where a stopped run stopped
     data_dir: Optional[Path] = None  # the data folder the run read
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_at is not None
+
+    @property
+    def best(self) -> Optional[HistoryRow]:
+        return next((row for row in self.history if row.epoch == self.best_epoch), None)
 
 
 @dataclass
@@ -107,41 +108,46 @@ class Best:
     value: float = -1.0
     epoch: Optional[int] = None
 
-    def update(self, record: dict[str, Any]) -> bool:
-        if record[self.by] > self.value:
-            self.value, self.epoch = record[self.by], record["epoch"]
+    def update(self, row: HistoryRow) -> bool:
+        if row.score(self.by) > self.value:
+            self.value, self.epoch = row.score(self.by), row.epoch
             return True
         return False
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the epochs done, the best of them, and where a stopped epoch resumes."""
+
+    history: list[HistoryRow]
+    best: Best
+    next_epoch: int = 1
+    stopped_at: Optional[StopPosition] = None
 
 
 @dataclass
 class EpochProgress:
     """How far an epoch got: its stats, batches done, seconds, and the RNG state it began with."""
 
+    epoch: int
     stats: Stats
     done: int
     start_batch: int
     seconds: float
     start_rng: torch.Tensor
 
-    def stopped_at(self) -> dict[str, Any]:
-        """The `partial` record of a checkpoint saved mid-epoch."""
-        return {
-            "batch": self.done,
-            "loss_sum": self.stats.loss_sum,
-            "correct": self.stats.correct,
-            "seen": self.stats.seen,
-            "seconds": self.seconds,
-            "epoch_start_rng": self.start_rng,
-        }
+    def stop_position(self) -> StopPosition:
+        """Where it stopped, for a checkpoint saved mid-epoch."""
+        s = self.stats
+        return StopPosition(self.epoch, self.done, s.loss_sum, s.correct, s.seen, self.seconds, self.start_rng)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """The live state of a run: built by `set_up`, restored by `restore`, advanced by `fit`."""
+    """What stays fixed for a whole run; built by `set_up`."""
 
     recipe: Recipe
-    options: RunOptions
+    settings: RunSettings
     device: torch.device
     autocast: Optional[torch.dtype]
     group: Optional[distributed.Group]
@@ -149,8 +155,8 @@ class Run:
     train: Split
     val: Optional[Split]
     test: Split
-    model: nn.Module  # what is saved
-    net: nn.Module  # what is trained: the model, perhaps wrapped in DDP or compiled
+    network: nn.Module  # the network whose weights the optimiser changes
+    wrapped: nn.Module  # what the training loop calls: the network, perhaps in DDP or compiled
     optimizer: torch.optim.Optimizer
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
     average: Optional[WeightAverage]
@@ -158,12 +164,6 @@ class Run:
     steps: int  # optimiser steps per epoch
     rank_batch: int  # images per step in this process
     saver: CheckpointSaver
-    best: Best
-    history: list[dict[str, Any]] = field(default_factory=list)
-    start_epoch: int = 1
-    partial: Optional[dict[str, Any]] = None  # where a stopped epoch stopped
-    resume_rng: Optional[torch.Tensor] = None  # the generator's state at that point
-    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -174,31 +174,32 @@ class Run:
         return self.group.world if self.group is not None else 1
 
     @property
-    def scored(self) -> nn.Module:
+    def evaluated(self) -> nn.Module:
         """The weights that are evaluated and saved: the average when there is one."""
-        return self.average.model if self.average is not None else self.model
+        return self.average.model if self.average is not None else self.network
 
 
 def fit(
-    options: RunOptions,
+    run_settings: RunSettings,
     *,
     preset: Optional[str] = None,
     given: Optional[dict[str, Any]] = None,
     hooks: Optional[Hooks] = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    """Train the recipe of `preset` with the options `given` (or resume `options.resume`), writing
-    checkpoints and history to `options.out_dir`."""
-    device = select_device(options.device)
+    """Train the recipe of `preset` with the settings `given` (or resume `run_settings.resume`), writing
+    checkpoints and history to the run folder."""
+    run_settings.check()
+    device = select_device(run_settings.device)
     group = distributed.from_env(device.type)  # under torchrun: this process's rank
     try:
-        saved = checkpoint.load(options.resume, map_location="cpu") if options.resume is not None else None
-        resolved = resolve_for_resume(preset, given, saved, options.resume)
-        run = set_up(resolved.recipe, options, device, group, saved)
-        if saved is not None:
-            restore(run, saved, resolved.changed)
+        path = run_settings.resume
+        saved = checkpoint.load(path, map_location="cpu") if path is not None else None
+        resolved = resolve_for_resume(preset, given, saved, path)
+        run, progress = set_up(resolved, run_settings, device, group, saved)
         reporting = hooks if hooks is not None and run.main else SilentHooks()
-        return train(run, reporting, should_stop)
+        reporting.on_start(start_info(run, progress, resolved))
+        return run_epochs(run, progress, reporting, should_stop)
     finally:
         distributed.shutdown()
 
@@ -206,18 +207,18 @@ def fit(
 def resolve_for_resume(
     preset: Optional[str], given: Optional[dict[str, Any]], saved: Optional[Checkpoint], path: Optional[Path]
 ) -> Resolved:
-    """The run's recipe (recipes.resolve), checked against what a resumed checkpoint has done."""
+    """The run's recipe (settings.resolve_recipe), checked against what a resumed checkpoint has done."""
     if saved is None:
-        return resolve(preset, given)
+        return resolve_recipe(preset, given)
     if not saved.resumable:
         raise OptionError(f"{path}: an inference-only model file cannot be resumed; pass the run's last.pt")
     try:
-        resolved = resolve(preset, given, saved.saved_recipe or {})
+        resolved = resolve_recipe(preset, given, saved.config.recipe or {})
     except OptionError as exc:
         raise OptionError(f"{path}: {exc}") from exc
     if resolved.recipe.model != saved.model:
         raise OptionError(f"{path}: inconsistent checkpoint (model {saved.model!r})")
-    if resolved.recipe.epochs <= (saved.epoch or 0) and not saved.partial:
+    if resolved.recipe.epochs <= (saved.epoch or 0) and saved.stopped_at is None:
         raise OptionError(
             f"{path} has already finished epoch {saved.epoch} of {resolved.recipe.epochs}; "
             "pass a larger --epochs to train further"
@@ -226,62 +227,75 @@ def resolve_for_resume(
 
 
 def set_up(
-    recipe: Recipe,
-    options: RunOptions,
+    resolved: Resolved,
+    run_settings: RunSettings,
     device: torch.device,
     group: Optional[distributed.Group],
     saved: Optional[Checkpoint] = None,
-) -> Run:
-    """Device, output folder, data, model, optimiser and schedule of a new run (or one to restore)."""
-    if options.log_every < 1:
-        raise OptionError(f"--log-every must be at least 1, got {options.log_every}")
-    if options.threads is not None:
-        if options.threads < 1:
-            raise OptionError(f"--threads must be at least 1, got {options.threads}")
-        torch.set_num_threads(options.threads)
-    world = group.world if group is not None else 1
+) -> tuple[Run, Progress]:
+    """Device, output folder, data, model, optimiser and schedule of a run, restored from `saved` when
+    resuming; and the progress it starts from."""
+    recipe, world = resolved.recipe, group.world if group is not None else 1
     if recipe.batch_size % world:
         raise OptionError(f"--batch-size {recipe.batch_size} does not split evenly over {world} processes")
+    if run_settings.threads is not None:
+        torch.set_num_threads(run_settings.threads)
     device = _claim_device(device, group)
-    autocast = resolve_precision(options.precision, device)
-    saver = CheckpointSaver(options.out_dir, options.keep)
+    saver = CheckpointSaver(
+        run_settings.run_dir, run_settings.keep, f"mnistcli {recipe.model}", settings.training_note(recipe)
+    )
     if group is None or group.main:
         saver.prepare()
-    data = load_dataset(
-        recipe.dataset,
-        options.data_dir,
-        download_ok=options.download,
-        val_size=recipe.val_size,
-        recorded_dir=saved.data_dir if saved is not None else None,
-    )
-    if len(data.train) == 0:
-        raise OptionError("the training split is empty")
+    data = _load_data(recipe, run_settings, saved)
     torch.manual_seed(recipe.seed)
-    model = place_model(create_model(recipe.model), device)
-    optimizer = make_optimizer(recipe, model)
+    network = place_model(create_model(recipe.model), device)
+    optimizer = make_optimizer(recipe, network)
     rank_batch = recipe.batch_size // world
     steps = num_batches(len(data.train) // world, rank_batch)
-    return Run(
+    average = WeightAverage(network, recipe.ema) if recipe.ema else None
+    generator = torch.Generator().manual_seed(recipe.seed)
+    best = Best("val_acc" if data.val is not None else "test_acc")
+    if saved is None:
+        scheduler, progress = make_scheduler(recipe, optimizer, steps), Progress([], best)
+    else:
+        scheduler = restore_optimizer(
+            recipe, optimizer, steps, saved.optimizer or {}, saved.scheduler, "epochs" in resolved.changed
+        )
+        progress = restore(saved, network, average, generator, best)
+    run = Run(
         recipe=recipe,
-        options=options,
+        settings=run_settings,
         device=device,
-        autocast=autocast,
+        autocast=autocast_dtype(run_settings.precision, device),
         group=group,
         data=data,
         train=data.train.to(device),
         val=data.val.to(device) if data.val is not None else None,
         test=data.test.to(device),
-        model=model,
-        net=_trainable(model, group, options.compile),
+        network=network,
+        wrapped=_trainable(network, group, run_settings.compile),
         optimizer=optimizer,
-        scheduler=make_scheduler(recipe, optimizer, steps),
-        average=WeightAverage(model, recipe.ema) if recipe.ema else None,
-        generator=torch.Generator().manual_seed(recipe.seed),
+        scheduler=scheduler,
+        average=average,
+        generator=generator,
         steps=steps,
         rank_batch=rank_batch,
         saver=saver,
-        best=Best("val_acc" if data.val is not None else "test_acc"),
     )
+    return run, progress
+
+
+def _load_data(recipe: Recipe, run_settings: RunSettings, saved: Optional[Checkpoint]) -> Dataset:
+    data = load_dataset(
+        recipe.dataset,
+        run_settings.data_dir,
+        download_ok=run_settings.download,
+        val_size=recipe.val_size,
+        recorded_dir=saved.data_dir if saved is not None else None,
+    )
+    if len(data.train) == 0:
+        raise OptionError("the training split is empty")
+    return data
 
 
 def _claim_device(device: torch.device, group: Optional[distributed.Group]) -> torch.device:
@@ -294,115 +308,108 @@ def _claim_device(device: torch.device, group: Optional[distributed.Group]) -> t
     return device
 
 
-def _trainable(model: nn.Module, group: Optional[distributed.Group], compile_net: bool) -> nn.Module:
+def _trainable(network: nn.Module, group: Optional[distributed.Group], compile_net: bool) -> nn.Module:
     """What the optimiser steps through: DDP across processes (each takes batch_size / world images
-    of every batch; gradients are averaged), compiled on request. Checkpoints save `model` itself."""
-    net: nn.Module = torch.nn.parallel.DistributedDataParallel(model) if group is not None else model
+    of every batch; gradients are averaged), compiled on request. Checkpoints save the network itself."""
+    net: nn.Module = torch.nn.parallel.DistributedDataParallel(network) if group is not None else network
     if compile_net:
         net = torch.compile(net)  # type: ignore[assignment]
     return net
 
 
-def restore(run: Run, saved: Checkpoint, changed: dict[str, tuple[Any, Any]]) -> None:
-    """Put a run back where `saved` left it: weights, average, optimiser, schedule, RNG, history."""
-    assert saved.optimizer is not None and saved.rng is not None  # resolve_for_resume checked it
-    run.model.load_state_dict(saved.train_state_dict or saved.state_dict)
-    run.optimizer.load_state_dict(saved.optimizer)
-    if run.scheduler is not None and saved.scheduler is not None:
-        if "epochs" in changed:  # the schedule spans the new number of epochs, from the step reached
-            steps_done = int(saved.scheduler.get("last_epoch", 0))
-            run.scheduler = continue_schedule(run.recipe, run.optimizer, run.steps, steps_done)
-        else:
-            run.scheduler.load_state_dict(saved.scheduler)
-    if run.average is not None:
-        run.average.model.load_state_dict(saved.state_dict)
-        run.average.steps = int(saved.ema_steps or 0)
+def restore(
+    saved: Checkpoint,
+    network: nn.Module,
+    average: Optional[WeightAverage],
+    generator: torch.Generator,
+    best: Best,
+) -> Progress:
+    """Put the weights, the average and the random state back where `saved` left them; the progress
+    it had made. (The optimiser and schedule: optim.restore_optimizer.)"""
+    assert saved.rng is not None  # resolve_for_resume checked that it is resumable
+    network.load_state_dict(saved.train_state_dict or saved.state_dict)
+    if average is not None:
+        average.model.load_state_dict(saved.state_dict)
+        average.steps = int(saved.ema_steps or 0)
     torch.set_rng_state(saved.rng["torch"])
-    run.generator.set_state(saved.rng["generator"])
-    run.resume_rng = saved.rng["generator"]
-    run.history = list(saved.history)
-    run.start_epoch = int(saved.epoch or 0) + 1
-    run.partial = saved.partial
-    run.changed = changed
-    run.best.value = max((h[run.best.by] for h in run.history), default=-1.0)
-    run.best.epoch = saved.best_epoch
+    generator.set_state(saved.rng["generator"])
+    best.value = max((row.score(best.by) for row in saved.history), default=-1.0)
+    best.epoch = saved.best_epoch
+    return Progress(list(saved.history), best, int(saved.epoch or 0) + 1, saved.stopped_at)
 
 
-def train(run: Run, hooks: Hooks, should_stop: Callable[[], bool]) -> RunResult:
+def run_epochs(run: Run, progress: Progress, hooks: Hooks, should_stop: Callable[[], bool]) -> RunResult:
     """The epochs, from where the run stands: train, evaluate and record, save; stop when asked."""
-    hooks.on_start(start_info(run))
-    for epoch in range(run.start_epoch, run.recipe.epochs + 1):
-        progress = train_one_epoch(run, epoch, hooks, should_stop)
+    for epoch in range(progress.next_epoch, run.recipe.epochs + 1):
+        stopped_at, progress.stopped_at = progress.stopped_at, None
+        done = train_one_epoch(run, epoch, hooks, should_stop, stopped_at)
         if not run.main:
             distributed.barrier()  # while rank 0 evaluates and saves
             continue
-        if progress.done < run.steps:
-            run.saver.save_stopped(make_checkpoint(run, epoch - 1, {}, progress.stopped_at()))
-            return _result(run, interrupted_at=(epoch, progress.done))
+        if done.done < run.steps:
+            run.saver.save_stopped(make_checkpoint(run, progress, epoch - 1, {}, done.stop_position()))
+            return _result(run, progress, interrupted_at=(epoch, done.done))
         hooks.on_evaluating(epoch)
-        record = evaluate_and_record(run, epoch, progress)
-        is_best = run.best.update(record)
-        ckpt = make_checkpoint(run, epoch, {k: record[k] for k in METRICS})
-        saved = run.saver.save_epoch(ckpt, is_best)
-        hooks.on_epoch_end(EpochEnd(record, saved, is_best))
+        row = evaluate_and_record(run, done)
+        progress.history.append(row)
+        is_best = progress.best.update(row)
+        saved = run.saver.save_epoch(make_checkpoint(run, progress, epoch, row.metrics()), is_best)
+        progress.next_epoch = epoch + 1
+        hooks.on_epoch_end(EpochEnd(row, saved, is_best))
         if run.group is not None:
             distributed.barrier()
         if should_stop() and epoch < run.recipe.epochs:
-            return _result(run, interrupted_at=(epoch + 1, 0))
-    return _result(run)
+            return _result(run, progress, interrupted_at=(epoch + 1, 0))
+    return _result(run, progress)
 
 
-def _result(run: Run, interrupted_at: Optional[tuple[int, int]] = None) -> RunResult:
+def _result(run: Run, progress: Progress, interrupted_at: Optional[tuple[int, int]] = None) -> RunResult:
     return RunResult(
-        run.recipe,
-        run.history,
-        run.saver.out_dir,
-        run.best.epoch,
-        interrupted=interrupted_at is not None,
-        interrupted_at=interrupted_at,
-        data_dir=run.data.root,
+        run.recipe, progress.history, run.saver.out_dir, progress.best.epoch, interrupted_at, run.data.root
     )
 
 
-def start_info(run: Run) -> StartInfo:
+def start_info(run: Run, progress: Progress, resolved: Resolved) -> StartInfo:
     return StartInfo(
         recipe=run.recipe,
         device=run.device,
         precision="bf16 autocast" if run.autocast is not None else "fp32",
-        parameters=count_parameters(run.model),
+        parameters=count_parameters(run.network),
         train_size=len(run.train),
         val_size=len(run.val) if run.val is not None else 0,
         test_size=len(run.test),
         steps_per_epoch=run.steps,
-        start_epoch=run.start_epoch,
-        start_batch=int(run.partial["batch"]) if run.partial else 0,
-        best_by=run.best.by,
+        start_epoch=progress.next_epoch,
+        start_batch=progress.stopped_at.batch if progress.stopped_at is not None else 0,
+        best_by=progress.best.by,
         data_source=run.data.source,
-        resumed_from=str(run.options.resume) if run.options.resume else None,
-        changed=run.changed,
+        resumed_from=str(run.settings.resume) if run.settings.resume else None,
+        changed=resolved.changed,
+        origins=resolved.origins,
         processes=run.world,
-        log_every=run.options.log_every,
+        log_every=run.settings.log_every,
         threads=torch.get_num_threads(),
     )
 
 
-def train_one_epoch(run: Run, epoch: int, hooks: Hooks, should_stop: Callable[[], bool]) -> EpochProgress:
+def train_one_epoch(
+    run: Run, epoch: int, hooks: Hooks, should_stop: Callable[[], bool], stopped_at: Optional[StopPosition] = None
+) -> EpochProgress:
     """One pass over the seeded permutation of the epoch (continued exactly where a stopped one stopped)."""
-    start_rng = run.partial["epoch_start_rng"] if run.partial else run.generator.get_state()
+    resume_rng = run.generator.get_state()  # where the augmentation's draws had got to
+    start_rng = stopped_at.epoch_start_rng if stopped_at is not None else resume_rng
     run.generator.set_state(start_rng)
     order = torch.randperm(len(run.train), generator=run.generator)
     order = (distributed.shard(order, run.group) if run.group is not None else order).to(run.device)
     stats, seconds, start_batch = Stats(), 0.0, 0
-    if run.partial:  # same permutation; the augmentation's RNG where it stopped
-        assert run.resume_rng is not None
-        run.generator.set_state(run.resume_rng)
-        stats = Stats(run.partial["loss_sum"], run.partial["correct"], run.partial["seen"])
-        seconds, start_batch = float(run.partial["seconds"]), int(run.partial["batch"])
-        run.partial = None
+    if stopped_at is not None:  # same permutation; the augmentation's RNG where it stopped
+        run.generator.set_state(resume_rng)
+        stats = Stats(stopped_at.loss_sum, stopped_at.correct, stopped_at.seen)
+        seconds, start_batch = stopped_at.seconds, stopped_at.batch
     hooks.on_epoch_start(epoch, run.recipe.epochs, run.steps, start_batch)
     t0 = time.perf_counter()
     stats, done = train_epoch(
-        run.net,
+        run.wrapped,
         run.train,
         run.optimizer,
         batch_size=run.rank_batch,
@@ -412,7 +419,7 @@ def train_one_epoch(run: Run, epoch: int, hooks: Hooks, should_stop: Callable[[]
         augment=_augmentation(run),
         start_batch=start_batch,
         stats=stats,
-        log_every=run.options.log_every,
+        log_every=run.settings.log_every,
         on_batch=lambda event: hooks.on_batch(epoch, event),
         should_stop=should_stop,
         after_step=run.average.update if run.average is not None else None,
@@ -422,7 +429,7 @@ def train_one_epoch(run: Run, epoch: int, hooks: Hooks, should_stop: Callable[[]
     if run.group is not None:
         loss_sum, correct, seen = distributed.sum_across([stats.loss_sum, stats.correct, stats.seen], run.device)
         stats = Stats(loss_sum, int(correct), int(seen))
-    return EpochProgress(stats, done, start_batch, seconds, start_rng)
+    return EpochProgress(epoch, stats, done, start_batch, seconds, start_rng)
 
 
 def _loss(r: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -443,59 +450,57 @@ def _augmentation(run: Run) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
     return augment
 
 
-def evaluate_and_record(run: Run, epoch: int, progress: EpochProgress) -> dict[str, Any]:
-    """The epoch's history record: training stats, validation and test loss and accuracy."""
-    stats, seconds = progress.stats, progress.seconds
-    record: dict[str, Any] = {
-        "epoch": epoch,
-        "train_loss": stats.loss,
-        "train_acc": stats.accuracy,
-        "val_loss": None,
-        "val_acc": None,
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "seconds": seconds,
-        "images_per_s": stats.seen / seconds if seconds > 0 else math.nan,
-        "steps": progress.done - progress.start_batch,
-    }
-    if run.val is not None:
-        res = evaluate(run.scored, run.val)
-        record["val_loss"], record["val_acc"] = res.loss, res.accuracy
-    res = evaluate(run.scored, run.test)
-    record["test_loss"], record["test_acc"] = res.loss, res.accuracy
-    run.history.append(record)
-    return record
+def evaluate_and_record(run: Run, done: EpochProgress) -> HistoryRow:
+    """The epoch's history row: training stats, validation and test loss and accuracy."""
+    stats, seconds = done.stats, done.seconds
+    val = evaluate_split(run.evaluated, run.val) if run.val is not None else None
+    test = evaluate_split(run.evaluated, run.test)
+    return HistoryRow(
+        epoch=done.epoch,
+        train_loss=stats.loss,
+        train_acc=stats.accuracy,
+        val_loss=val.loss if val is not None else None,
+        val_acc=val.accuracy if val is not None else None,
+        test_loss=test.loss,
+        test_acc=test.accuracy,
+        lr=run.optimizer.param_groups[0]["lr"],
+        seconds=seconds,
+        images_per_s=stats.seen / seconds if seconds > 0 else math.nan,
+        steps=done.done - done.start_batch,
+    )
 
 
 def make_checkpoint(
-    run: Run, epoch: int, metrics: dict[str, Any], partial: Optional[dict[str, Any]] = None
+    run: Run, progress: Progress, epoch: int, metrics: dict[str, Any], stopped_at: Optional[StopPosition] = None
 ) -> Checkpoint:
     """Everything needed to use the run's weights and to resume it exactly."""
-    return Checkpoint(
-        model=run.recipe.model,
-        model_args=model_args(run.recipe.model),
-        state_dict=_cpu(run.scored.state_dict()),
-        train_state_dict=_cpu(run.model.state_dict()) if run.average is not None else None,
-        ema_steps=run.average.steps if run.average is not None else None,
-        optimizer=run.optimizer.state_dict(),
-        scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-        epoch=epoch,
-        metrics=metrics,
-        history=list(run.history),
-        best_epoch=run.best.epoch,
-        config={
-            "recipe": run.recipe.to_dict(),
-            "data_dir": str(run.data.root),
-            "device": str(run.device),
-            "precision": "bf16" if run.autocast is not None else "fp32",
-            "command": run.options.command,
-        },
-        normalization={"mean": run.data.spec.mean, "std": run.data.spec.std},
-        classes=run.data.classes,
-        dataset=run.data.spec.name,
-        rng={"torch": torch.get_rng_state(), "generator": run.generator.get_state()},
-        partial=partial,
-        torch_version=str(torch.__version__),
-        created=checkpoint.now_iso(),
+    spec = run.data.spec
+    return checkpoint.stamped(
+        Checkpoint(
+            model=run.recipe.model,
+            model_args=model_args(run.recipe.model),
+            state_dict=_cpu(run.evaluated.state_dict()),
+            train_state_dict=_cpu(run.network.state_dict()) if run.average is not None else None,
+            ema_steps=run.average.steps if run.average is not None else None,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
+            epoch=epoch,
+            metrics=metrics,
+            history=list(progress.history),
+            best_epoch=progress.best.epoch,
+            config=RunConfig(
+                recipe=run.recipe.to_dict(),
+                data_dir=str(run.data.root),
+                device=str(run.device),
+                precision="bf16" if run.autocast is not None else "fp32",
+                command=run.settings.command,
+            ),
+            normalization={"mean": spec.mean, "std": spec.std},
+            classes=run.data.classes,
+            dataset=spec.name,
+            rng=checkpoint.rng_state(run.generator),
+            stopped_at=stopped_at,
+        )
     )
 
 

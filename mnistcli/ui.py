@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +17,25 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from mnistcli import settings
+
 if TYPE_CHECKING:  # torch is imported only by the commands that need it, so --help is quick
     from mnistcli.engine import BatchEvent
+    from mnistcli.history import HistoryRow
     from mnistcli.trainer import EpochEnd, StartInfo
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool = False) -> Console:
+    """On a terminal, rich's own; off one (a pipe, a log, CI), lines are never wrapped, so that a file
+    name or an epoch line stays whole and greppable (rich would wrap at 80 columns)."""
+    shown = Console(stderr=stderr, highlight=False)
+    if shown.is_terminal or os.environ.get("COLUMNS"):
+        return shown
+    return Console(stderr=stderr, highlight=False, width=10_000, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def error(message: str) -> None:
@@ -119,18 +133,11 @@ class TrainDisplay:
             f"{info.train_size:,} train, {info.val_size:,} val, {info.test_size:,} test",
             soft_wrap=True,
         )
-        self.out.print(
-            f"Recipe: {plural(r.epochs, 'epoch')}, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
-            + (f" momentum {r.momentum:g}" + (" nesterov" if r.nesterov else "") if r.optimizer == "sgd" else "")
-            + f", weight decay {r.weight_decay:g}, schedule {r.scheduler}"
-            + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
-            + (f", random shifts up to {r.augment} px" if r.augment else "")
-            + (f", weight average {r.ema:g}" if r.ema else "")
-            + f", seed {r.seed}",
-            soft_wrap=True,
-        )
+        self.out.print(f"Recipe: {settings.summary(r)}", soft_wrap=True)
         if info.best_by == "test_acc":
-            self.out.print("No validation split (--val-size 0): best.pt is chosen by test accuracy.")
+            where = info.origins.get("val_size", "given")
+            why = "--val-size 0" if where == "given" else f"val-size 0 from {where}"
+            self.out.print(f"No validation split ({why}): best.pt is chosen by test accuracy.")
         if self.live:
             self.progress.start()
 
@@ -168,14 +175,11 @@ class TrainDisplay:
         if self.live and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
-        r = end.record
-        parts = [
-            f"[bold]Epoch {r['epoch']}/{self.epochs}[/]",
-            f"train loss {r['train_loss']:.4f} acc {pct(r['train_acc'])}",
-        ]
-        if r.get("val_acc") is not None:
-            parts.append(f"val {pct(r['val_acc'])}")
-        parts += [f"test {pct(r['test_acc'])}", f"{r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s)"]
+        r = end.row
+        parts = [f"[bold]Epoch {r.epoch}/{self.epochs}[/]", f"train loss {r.train_loss:.4f} acc {pct(r.train_acc)}"]
+        if r.val_acc is not None:
+            parts.append(f"val {pct(r.val_acc)}")
+        parts += [f"test {pct(r.test_acc)}", f"{r.seconds:.1f} s ({r.images_per_s:,.0f} img/s)"]
         saved = ", ".join(p.name for p in end.saved)
         parts.append(f"saved {saved}" + (" [green](new best)[/]" if end.is_best else ""))
         self.out.print(" | ".join(parts), soft_wrap=True)
@@ -190,20 +194,18 @@ class TrainDisplay:
             self.progress.stop()
 
 
-def history_table(history: list[dict], best_epoch: Optional[int]) -> Table:
-    rows = []
-    for r in history:
-        mark = " *" if r["epoch"] == best_epoch else ""
-        rows.append(
-            [
-                f"{r['epoch']}{mark}",
-                num(r["train_loss"]),
-                pct(r["train_acc"]),
-                pct(r.get("val_acc")),
-                pct(r["test_acc"]),
-                f"{r['seconds']:.1f}",
-            ]
-        )
+def history_table(history: list[HistoryRow], best_epoch: Optional[int]) -> Table:
+    rows = [
+        [
+            f"{r.epoch}" + (" *" if r.epoch == best_epoch else ""),
+            num(r.train_loss),
+            pct(r.train_acc),
+            pct(r.val_acc),
+            pct(r.test_acc),
+            f"{r.seconds:.1f}",
+        ]
+        for r in history
+    ]
     return simple_table(
         "Summary (* best)", ["Epoch", "Train loss", "Train acc", "Val acc", "Test acc", "Seconds"], rows
     )

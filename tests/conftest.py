@@ -64,10 +64,10 @@ def served():
 def trained_run(fixture_data, tmp_path_factory) -> Path:
     """A small checkpoint trained for a few epochs on the fixture dataset; returns its run folder."""
     from mnistcli import trainer
-    from mnistcli.recipes import RunOptions
+    from mnistcli.settings import RunSettings
 
     def train(out: Path) -> None:
-        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
+        options = RunSettings(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
         trainer.fit(options, given={"epochs": 4, "batch_size": 32, "lr": 0.05, "val_size": 100})
 
     return _built_once(tmp_path_factory, "run", train)

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from typer.testing import CliRunner
 
 from mnistcli.cli import app
-from mnistcli.datasets import DATASETS, RAW_FILES
+from mnistcli.dataset_specs import DATASETS, RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from mnistcli import checkpoint
+from mnistcli import checkpoint, files
 from mnistcli.checkpoint import Checkpoint
 from mnistcli.errors import CheckpointError
 from mnistcli.models import count_parameters, create_model, model_args
@@ -16,7 +16,7 @@ def make_ckpt(model_name="cnn"):
 
 def test_save_load_roundtrip_rebuilds_the_same_model(tmp_path):
     model, ckpt = make_ckpt()
-    checkpoint.save(ckpt, tmp_path / "a.pt")
+    checkpoint.write_checkpoint(checkpoint.training_bytes(ckpt), [tmp_path / "a.pt"])
     loaded = checkpoint.load(tmp_path / "a.pt")
     rebuilt = checkpoint.build_model(loaded)
     x = torch.randn(2, 1, 28, 28)
@@ -34,7 +34,7 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(OSError):
-        checkpoint.atomic_write(target, b"new")
+        files.atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["last.pt"]
 
@@ -43,7 +43,7 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
     (tmp_path / "last.pt").write_bytes(b"whole")
     (tmp_path / "notes.tmp").write_bytes(b"not ours")
-    removed = checkpoint.remove_stale_temps(tmp_path)
+    removed = files.remove_stale_temps(tmp_path)
     assert [p.name for p in removed] == [".last.pt.abc123.tmp"]
     assert sorted(os.listdir(tmp_path)) == ["last.pt", "notes.tmp"]
 
@@ -70,7 +70,7 @@ def test_junk_files_are_refused(tmp_path, content, expected):
 
 def test_a_damaged_pytorch_file_says_what_torch_found_and_other_pickles_say_what_they_hold(tmp_path):
     _, ckpt = make_ckpt()
-    checkpoint.save(ckpt, tmp_path / "whole.pt")
+    checkpoint.write_checkpoint(checkpoint.training_bytes(ckpt), [tmp_path / "whole.pt"])
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:5000])
     with pytest.raises(CheckpointError) as err:
         checkpoint.load(tmp_path / "cut.pt")
@@ -87,13 +87,13 @@ def test_a_save_that_dies_before_its_rename_leaves_only_a_temp_file_that_is_clea
     def die(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "replace", die)
-    monkeypatch.setattr(checkpoint.os, "unlink", lambda path: None)  # dead: nothing cleans up after it
+    monkeypatch.setattr(files.os, "replace", die)
+    monkeypatch.setattr(files.os, "unlink", lambda path: None)  # dead: nothing cleans up after it
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write(tmp_path / "last.pt", b"the next epoch")
+        files.atomic_write(tmp_path / "last.pt", b"the next epoch")
     monkeypatch.undo()
     assert (tmp_path / "last.pt").read_bytes() == b"the previous epoch" and len(os.listdir(tmp_path)) == 2
-    assert len(checkpoint.remove_stale_temps(tmp_path)) == 1 and os.listdir(tmp_path) == ["last.pt"]
+    assert len(files.remove_stale_temps(tmp_path)) == 1 and os.listdir(tmp_path) == ["last.pt"]
 
 
 def test_newer_format_and_unknown_model_and_wrong_shapes(tmp_path):
@@ -139,14 +139,14 @@ def test_a_checkpoint_from_before_model_args_were_stored_rebuilds_its_own_networ
 
 
 def test_an_export_keeps_everything_that_describes_the_model(tmp_path):
-    from mnistcli.datasets import DATASETS
+    from mnistcli.dataset_specs import DATASETS
 
     spec = DATASETS["fashion-mnist"]
     _, ckpt = make_ckpt()
     ckpt.dataset, ckpt.classes = spec.name, list(spec.classes)
     ckpt.normalization = {"mean": spec.mean, "std": spec.std}
     ckpt.epoch, ckpt.metrics, ckpt.created = 7, {"val_acc": 0.9}, "2026-01-02T03:04:05+00:00"
-    checkpoint.export(ckpt, tmp_path / "m.safetensors")
+    checkpoint.write_inference_file(ckpt, tmp_path / "m.safetensors")
     loaded = checkpoint.load(tmp_path / "m.safetensors")
     for name in ("model", "model_args", "dataset", "classes", "normalization", "epoch", "metrics", "created"):
         assert getattr(loaded, name) == getattr(ckpt, name), name
@@ -157,7 +157,7 @@ def test_a_safetensors_file_with_only_a_model_name_gets_the_mnist_defaults(tmp_p
 
     from safetensors.torch import save_file
 
-    from mnistcli.datasets import DIGITS, MNIST_SPEC
+    from mnistcli.dataset_specs import DIGITS, MNIST_SPEC
 
     model, _ = make_ckpt()
     meta = {"format_version": checkpoint.FORMAT_VERSION, "model": "cnn", "model_args": model_args("cnn")}
@@ -171,7 +171,7 @@ def test_a_safetensors_file_with_only_a_model_name_gets_the_mnist_defaults(tmp_p
 def test_an_export_that_cannot_be_written_gives_the_reason_in_words(tmp_path):
     _, ckpt = make_ckpt()
     with pytest.raises(CheckpointError) as err:
-        checkpoint.export(ckpt, tmp_path / "missing" / "m.safetensors")
+        checkpoint.write_inference_file(ckpt, tmp_path / "missing" / "m.safetensors")
     assert str(err.value) == f"cannot write {tmp_path / 'missing' / 'm.safetensors'}: No such file or directory"
 
 

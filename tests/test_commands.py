@@ -159,7 +159,7 @@ def test_evaluate_json_on_a_case_worked_out_by_hand(tmp_path):
     import torch
 
     from mnistcli.checkpoint import Checkpoint
-    from mnistcli.datasets import MEAN, STD
+    from mnistcli.dataset_specs import MEAN, STD
     from mnistcli.models import create_model
 
     from helpers import write_idx
@@ -179,7 +179,8 @@ def test_evaluate_json_on_a_case_worked_out_by_hand(tmp_path):
         net.net[1].weight.zero_()
         net.net[1].bias.zero_()
         net.net[1].weight[torch.arange(10), torch.arange(10)] = 10.0  # class c <- pixel (0, c)
-    checkpoint.save(Checkpoint(model="fc", model_args={"hidden": []}, state_dict=net.state_dict()), tmp_path / "m.pt")
+    ckpt = Checkpoint(model="fc", model_args={"hidden": []}, state_dict=net.state_dict())
+    checkpoint.write_checkpoint(checkpoint.training_bytes(ckpt), [tmp_path / "m.pt"])
 
     result = run("evaluate", tmp_path / "m.pt", "--data-dir", tmp_path, "--json")
     assert result.exit_code == 0, result.output
@@ -228,14 +229,14 @@ def test_predict_normalizes_with_the_checkpoints_own_dataset(trained_run, tmp_pa
     ck.dataset, ck.normalization = "fashion-mnist", {"mean": 0.2860, "std": 0.3530}
     ck.classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
     path = tmp_path / "fashion.pt"
-    checkpoint.write_files(checkpoint.to_bytes(ck), [path])
+    checkpoint.write_checkpoint(checkpoint.training_bytes(ck), [path])
     digit, _ = render_digits(1, seed=3)
     Image.fromarray(digit[0]).save(tmp_path / "x.png")
     result = run("predict", tmp_path / "x.png", "-c", path, "--raw", "--json", "--top-k", 10)
     assert result.exit_code == 0, result.output
     got = {t["digit"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top_k"]}
     net, x = checkpoint.build_model(ck), torch.from_numpy(digit)
-    own = engine.predict(net, x, mean=0.2860, std=0.3530)[0].tolist()
-    mnist = engine.predict(net, x, mean=0.1307, std=0.3081)[0].tolist()
+    own = engine.predict_probabilities(net, x, mean=0.2860, std=0.3530)[0].tolist()
+    mnist = engine.predict_probabilities(net, x, mean=0.1307, std=0.3081)[0].tolist()
     assert max(abs(a - b) for a, b in zip(own, mnist)) > 1e-3  # the two normalisations give other answers
     assert [got[d] for d in range(10)] == pytest.approx(own, abs=1e-6)

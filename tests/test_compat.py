@@ -21,7 +21,7 @@ def test_a_checkpoint_stopped_mid_epoch_by_release_0_1_0_resumes(fixture_data, t
     assert result.exit_code == 0, result.output
     assert "at epoch 2, batch 3" in result.stdout
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and history[0] == saved.history[0]
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == saved.history[0].to_dict()
     assert history[1]["steps"] == 4 - 3  # 500 images in batches of 128: the epoch's last batch only
 
 

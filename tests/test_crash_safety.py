@@ -62,7 +62,7 @@ def test_a_crash_at_any_step_of_a_save_loses_nothing(fixture_data, tmp_path, str
 
     # Epoch 1 stays whole; where epoch 2 got its own file in place, that file is whole too.
     last, best = _loads_whole(out / "last.pt"), _loads_whole(out / "best.pt")
-    assert last.epoch == 1 and [h["epoch"] for h in last.history] == [1]
+    assert last.epoch == 1 and [h.epoch for h in last.history] == [1]
     assert best.epoch == (2 if point.startswith("before") and name == "last.pt" else 1)  # best.pt goes before last.pt
     for path in out.glob("*.pt"):
         _loads_whole(path)
@@ -86,10 +86,10 @@ def test_a_write_the_kernel_refuses_is_one_line_and_keeps_the_previous_files(fix
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write checkpoint" in lines[0] and "File too large" in lines[0], lines
-    assert sorted(os.listdir(out)) == ["best.pt", "epoch-001.pt", "history.csv", "history.json", "last.pt"]
+    assert sorted(os.listdir(out)) == ["best.pt", "curves.png", "epoch-001.pt", "history.csv", "history.json", "last.pt"]
     before = {p: (out / p).read_bytes() for p in ("last.pt", "best.pt")}
     assert _loads_whole(out / "last.pt").epoch == 1
     resumed = subprocess.run([*args, "--resume", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr
-    assert [h["epoch"] for h in checkpoint.load(out / "last.pt").history] == [1, 2, 3]
+    assert [h.epoch for h in checkpoint.load(out / "last.pt").history] == [1, 2, 3]
     assert before["last.pt"] != (out / "last.pt").read_bytes()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mnistcli import checkpoint, trainer
-from mnistcli.recipes import RunOptions
+from mnistcli.settings import RunSettings
 
 from helpers import run
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 
 def _fit(data, out, epochs, stop=lambda: False, resume=None, precision="fp32"):
-    options = RunOptions(data_dir=data, download=False, out_dir=out, device="cuda", precision=precision, resume=resume)
+    options = RunSettings(data_dir=data, download=False, out_dir=out, device="cuda", precision=precision, resume=resume)
     given = {"epochs": epochs} if resume else {"epochs": epochs, "val_size": 100, "batch_size": 32}
     return trainer.fit(options, given=given, should_stop=stop)
 
@@ -51,7 +51,7 @@ def test_bf16_autocast_trains_and_is_recorded(fixture_data, tmp_path):
         pytest.skip("this GPU has no bf16")
     _fit(fixture_data, tmp_path, 1, precision="bf16")
     ckpt = checkpoint.load(tmp_path / "last.pt")
-    assert ckpt.config["precision"] == "bf16" and ckpt.config["device"].startswith("cuda")
+    assert ckpt.config.precision == "bf16" and ckpt.config.device.startswith("cuda")
 
 
 def test_a_checkpoint_saved_on_the_gpu_loads_on_the_cpu(fixture_data, tmp_path):

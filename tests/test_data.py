@@ -11,7 +11,7 @@ from helpers import REAL_MNIST, idx_bytes, needs_real_mnist, write_dataset
 
 
 def test_reads_gzipped_torchvision_layout(fixture_data):
-    ds = data.load_mnist(fixture_data, download_ok=False, val_size=100)
+    ds = data.load_dataset("mnist", fixture_data, download_ok=False, val_size=100)
     assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape == (500, 28, 28)
     assert ds.val.images.shape == (100, 28, 28)
     assert ds.test.images.shape == (200, 28, 28) and ds.test.labels.dtype == torch.int64
@@ -19,8 +19,8 @@ def test_reads_gzipped_torchvision_layout(fixture_data):
 
 
 def test_reads_raw_flat_layout_and_same_pixels(fixture_data, fixture_data_flat):
-    flat = data.load_mnist(fixture_data_flat, download_ok=False, val_size=0)
-    gz = data.load_mnist(fixture_data, download_ok=False, val_size=0)
+    flat = data.load_dataset("mnist", fixture_data_flat, download_ok=False, val_size=0)
+    gz = data.load_dataset("mnist", fixture_data, download_ok=False, val_size=0)
     assert flat.val is None and len(flat.train) == 600
     assert torch.equal(flat.test.images, gz.test.images)
 
@@ -34,7 +34,7 @@ def test_validation_split_is_seeded_and_disjoint():
 
 def test_missing_data_without_download_names_the_files(tmp_path):
     with pytest.raises(DataError) as err:
-        data.load_mnist(tmp_path, download_ok=False)
+        data.load_dataset("mnist", tmp_path, download_ok=False)
     msg = str(err.value)
     assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg and "--no-download" in msg
 
@@ -47,7 +47,7 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError) as err:
-        data.load_mnist(tmp_path / "new", download_ok=True)
+        data.load_dataset("mnist", tmp_path / "new", download_ok=True)
     assert "download failed" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -78,7 +78,7 @@ def test_a_download_failure_without_a_message_names_the_error(tmp_path, monkeypa
 
 def test_local_files_are_used_without_any_download(fixture_data, monkeypatch):
     monkeypatch.setattr(data, "download", lambda root: pytest.fail("tried to download"))
-    assert len(data.load_mnist(fixture_data, download_ok=True, val_size=0).test) == 200
+    assert len(data.load_dataset("mnist", fixture_data, download_ok=True, val_size=0).test) == 200
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_labels_that_do_not_match_images_are_refused(tmp_path):
     root = write_dataset(tmp_path, n_train=20, n_test=10, gz=False, layout="flat")
     (root / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(7, np.uint8)))
     with pytest.raises(DataError, match="7 labels for 10 images"):
-        data.load_mnist(root, download_ok=False)
+        data.load_dataset("mnist", root, download_ok=False)
 
 
 def test_normalize_matches_the_torchvision_transform():
@@ -130,7 +130,7 @@ def test_batches_cover_the_permutation_once():
 
 @needs_real_mnist
 def test_real_mnist_loads_with_torchvision_checksum_mismatch():
-    ds = data.load_mnist(REAL_MNIST, download_ok=False, val_size=5000)
+    ds = data.load_dataset("mnist", REAL_MNIST, download_ok=False, val_size=5000)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (55000, 5000, 10000)
     assert abs(ds.test.images.float().mean().item() / 255 - data.MEAN) < 0.01
 
@@ -170,9 +170,9 @@ def test_a_cache_entry_is_written_beside_its_final_name(fixture_data, tmp_path, 
 
 
 def test_splits_are_named_and_a_test_only_load_has_an_empty_train_split(fixture_data):
-    both = data.load_mnist(fixture_data, download_ok=False, val_size=100)
+    both = data.load_dataset("mnist", fixture_data, download_ok=False, val_size=100)
     assert (both.train.name, both.val.name, both.test.name) == ("train", "val", "test")
-    test_only = data.load_mnist(fixture_data, download_ok=False, splits=("test",))
+    test_only = data.load_dataset("mnist", fixture_data, download_ok=False, splits=("test",))
     assert test_only.train.name == "train" and len(test_only.train) == 0 and test_only.val is None
 
 

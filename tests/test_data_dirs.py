@@ -1,5 +1,6 @@
 """Where the data is: one user cache for every folder, ./data still found, a checkpoint remembers its folder."""
 
+import dataclasses
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mnistcli import checkpoint, data
-from mnistcli.datasets import MNIST_SPEC
+from mnistcli.dataset_specs import MNIST_SPEC
 
 from helpers import one_error_line, run, write_dataset
 
@@ -78,8 +79,8 @@ def test_commands_with_a_checkpoint_find_the_data_it_was_trained_on(trained_run,
 
 def test_a_recorded_folder_that_no_longer_holds_the_data_is_passed_over(trained_run, tmp_path, monkeypatch):
     ckpt = checkpoint.load(trained_run / "best.pt")
-    ckpt.config = {**ckpt.config, "data_dir": str(tmp_path / "gone")}
-    checkpoint.save(ckpt, tmp_path / "old.pt")
+    ckpt.config = dataclasses.replace(ckpt.config, data_dir=str(tmp_path / "gone"))
+    checkpoint.write_checkpoint(checkpoint.training_bytes(ckpt), [tmp_path / "old.pt"])
     monkeypatch.chdir(tmp_path)
     line = one_error_line(run("evaluate", tmp_path / "old.pt", "--no-download"))
     assert str(tmp_path / "gone") in line and "not found" in line
@@ -128,11 +129,11 @@ def test_ctrl_c_then_the_printed_resume_line_works_from_another_folder(fixture_d
 
 def test_the_resume_hint_carries_the_run_options_that_were_not_defaults():
     from mnistcli.commands.train import resume_command
-    from mnistcli.recipes import RunOptions
+    from mnistcli.settings import RunSettings
 
-    plain = resume_command(Path("runs/a b/last.pt"), RunOptions())
+    plain = resume_command(Path("runs/a b/last.pt"), RunSettings())
     assert plain == "mnistcli train --resume 'runs/a b/last.pt'"
-    options = RunOptions(device="cpu", precision="fp32", log_every=50, keep=2, compile=True, download=False)
+    options = RunSettings(device="cpu", precision="fp32", log_every=50, keep=2, compile=True, download=False)
     assert shlex.split(resume_command(Path("r/last.pt"), options)) == [
         "mnistcli",
         "train",

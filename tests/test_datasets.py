@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnistcli import checkpoint, data
-from mnistcli.datasets import DATASETS, dataset_spec
+from mnistcli.dataset_specs import DATASETS, dataset_spec
 from mnistcli.errors import DataError, OptionError
 
 from helpers import FASHION, needs_real_fashion, render_digits, run, write_dataset

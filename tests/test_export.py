@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnistcli import checkpoint, export
+from mnistcli import checkpoint, onnx_export
 
 from helpers import ROOT, one_error_line, render_digits, run
 
@@ -21,7 +21,7 @@ def test_a_safetensors_export_holds_the_weights_and_what_is_needed_to_use_them(t
     source = checkpoint.load(trained_run / "best.pt")
     assert meta["model"] == source.model and meta["classes"] == source.classes
     assert meta["normalization"] == source.normalization and meta["metrics"] == source.metrics
-    assert meta["recipe"] == source.saved_recipe and meta["torch_version"]
+    assert meta["config"]["recipe"] == source.config.recipe and meta["torch_version"]
     assert {k for k in header if k != "__metadata__"} == set(source.state_dict)  # the averaged weights only
     assert set(meta) == {
         "format_version",
@@ -32,7 +32,7 @@ def test_a_safetensors_export_holds_the_weights_and_what_is_needed_to_use_them(t
         "normalization",
         "epoch",
         "metrics",
-        "recipe",
+        "config",
         "torch_version",
         "mnistcli_version",
         "created",
@@ -89,7 +89,7 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(trained_run
     meta = json.loads(session.get_modelmeta().custom_metadata_map["mnistcli"])
     assert meta["classes"] == source.classes and meta["normalization"] == source.normalization
     images = render_digits(7, seed=9)[0]
-    reference = export.probabilities_module(source)
+    reference = onnx_export.probabilities_module(source)
     for batch in (images[:1], images):  # any batch size
         pixels = batch.astype(np.float32)
         (probs,) = session.run(["probabilities"], {"pixels": pixels})
@@ -100,5 +100,5 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(trained_run
     from mnistcli import engine
 
     net = checkpoint.build_model(source)
-    direct = engine.predict(net, torch.from_numpy(images), mean=source.spec.mean, std=source.spec.std).numpy()
+    direct = engine.predict_probabilities(net, torch.from_numpy(images), mean=source.spec.mean, std=source.spec.std).numpy()
     assert np.allclose(probs, direct, atol=1e-4)

@@ -218,7 +218,7 @@ def _small_checkpoint_bytes() -> bytes:
 
         model = create_model("cnn")
         ckpt = checkpoint.Checkpoint(model="cnn", state_dict=model.state_dict(), model_args=model_args("cnn"))
-        _CHECKPOINT_BYTES["cnn"] = checkpoint.to_bytes(ckpt)
+        _CHECKPOINT_BYTES["cnn"] = checkpoint.training_bytes(ckpt)
     return _CHECKPOINT_BYTES["cnn"]
 
 

@@ -94,7 +94,7 @@ def test_a_training_run_never_imports_torch_dynamo(fixture_data, tmp_path):
 def test_the_default_recipe_builds_nesterov_sgd_without_decay_on_biases_and_batch_norm():
     from mnistcli.models import create_model
     from mnistcli.optim import make_optimizer
-    from mnistcli.recipes import Recipe
+    from mnistcli.settings import Recipe
 
     model = create_model("cnn")
     opt = make_optimizer(Recipe(), model)
@@ -117,7 +117,7 @@ def test_the_default_recipe_builds_nesterov_sgd_without_decay_on_biases_and_batc
 def test_other_optimisers_keep_the_parameter_groups_and_the_learning_rate(changes, kind):
     from mnistcli.models import create_model
     from mnistcli.optim import make_optimizer
-    from mnistcli.recipes import Recipe
+    from mnistcli.settings import Recipe
 
     opt = make_optimizer(Recipe(**changes), create_model("fc"))
     assert type(opt) is kind and [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
@@ -127,7 +127,7 @@ def test_other_optimisers_keep_the_parameter_groups_and_the_learning_rate(change
 def test_plain_momentum_is_never_nesterov_and_no_momentum_turns_nesterov_off():
     from mnistcli.models import create_model
     from mnistcli.optim import make_optimizer
-    from mnistcli.recipes import Recipe
+    from mnistcli.settings import Recipe
 
     report = make_optimizer(Recipe(momentum=0.5, nesterov=False), create_model("fc"))
     assert [(g["momentum"], g["nesterov"]) for g in report.param_groups] == [(0.5, False)] * 2
@@ -138,7 +138,7 @@ def test_plain_momentum_is_never_nesterov_and_no_momentum_turns_nesterov_off():
 def test_the_schedule_peaks_at_the_requested_lr_and_keeps_momentum_constant():
     from mnistcli.models import create_model
     from mnistcli.optim import make_optimizer, make_scheduler
-    from mnistcli.recipes import Recipe
+    from mnistcli.settings import Recipe
 
     recipe = Recipe(epochs=4, lr=0.3)
     opt = make_optimizer(recipe, create_model("fc"))
@@ -155,7 +155,7 @@ def test_the_schedule_peaks_at_the_requested_lr_and_keeps_momentum_constant():
 
 
 def test_the_training_loss_smooths_labels_as_the_recipe_says():
-    from mnistcli.recipes import Recipe
+    from mnistcli.settings import Recipe
     from mnistcli.trainer import _loss
 
     logits, labels = torch.randn(16, 10, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 10

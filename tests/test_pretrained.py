@@ -52,11 +52,11 @@ def test_bundled_model_scores_99_6_percent_on_the_whole_real_test_set(tmp_path, 
 @needs_real_mnist
 def test_bundled_model_reads_realistic_pictures(tmp_path):
     """300 pictures (50 real test digits in each of six styles): at least 98% read right."""
-    test = data.load_mnist(REAL_MNIST, download_ok=False, val_size=0, splits=("test",)).test
+    test = data.load_dataset("mnist", REAL_MNIST, download_ok=False, val_size=0, splits=("test",)).test
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(123))[:50]
     files = imagegen.write_set(tmp_path, test.images[idx].numpy(), test.labels[idx].numpy(), seed=123)
     model = checkpoint.build_model(checkpoint.load(checkpoint.PRETRAINED))
     inputs = torch.from_numpy(np.stack([preprocess.load_digit(p) for p, _, _ in files]))
-    predicted = engine.predict(model, inputs).argmax(1).tolist()
+    predicted = engine.predict_probabilities(model, inputs).argmax(1).tolist()
     right = sum(p == label for p, (_, label, _) in zip(predicted, files))
     assert right / len(files) >= 0.98, f"{right}/{len(files)}"

@@ -109,7 +109,7 @@ _train_cmd = train_cmd
 
 
 def _epochs_in(out_dir: Path) -> list[int]:
-    return [h["epoch"] for h in checkpoint.load(out_dir / "last.pt").history]
+    return [h.epoch for h in checkpoint.load(out_dir / "last.pt").history]
 
 
 @pytest.mark.slow

@@ -8,12 +8,13 @@ import pytest
 from mnistcli import checkpoint
 from mnistcli.checkpoint import Checkpoint
 from mnistcli.errors import CheckpointError
+from mnistcli.history import HistoryRow
 from mnistcli.models import create_model, model_args
 from mnistcli.saver import CheckpointSaver
 
 
 def _epoch(n: int, history: list) -> Checkpoint:
-    history.append({"epoch": n, "train_loss": 1.0 / n, "val_acc": 0.9 + n / 100, "lr": 0.1})
+    history.append(HistoryRow.from_dict({"epoch": n, "train_loss": 1.0 / n, "val_acc": 0.9 + n / 100, "lr": 0.1}))
     model = create_model("fc")
     return Checkpoint(model="fc", state_dict=model.state_dict(), model_args=model_args("fc"), epoch=n, history=history)
 
@@ -24,7 +25,8 @@ def test_each_epoch_writes_its_file_best_when_best_then_last_and_the_history(tmp
     assert saver.save_epoch(_epoch(2, history), is_best=False) == [tmp_path / "epoch-002.pt", saver.last]
     assert checkpoint.load(saver.best).epoch == 1 and checkpoint.load(saver.last).epoch == 2
     text = (tmp_path / "history.json").read_text()
-    assert json.loads(text) == history and text == json.dumps(history, indent=2)  # one field a line, for people
+    rows = [row.to_dict() for row in history]
+    assert json.loads(text) == rows and text == json.dumps(rows, indent=2)  # one field a line, for people
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["val_acc"] == "0.92" and rows[0]["test_acc"] == ""
 
@@ -47,7 +49,7 @@ def test_keep_n_leaves_only_the_last_n_epoch_files_and_best_and_last(tmp_path):
 def test_history_that_cannot_be_written_gives_the_reason_in_words(tmp_path):
     saver = CheckpointSaver(tmp_path / "missing")
     with pytest.raises(CheckpointError) as err:
-        saver.write_history([{"epoch": 1}])
+        saver.write_history([HistoryRow.from_dict({"epoch": 1})])
     assert str(err.value) == f"cannot write history in {tmp_path / 'missing'}: No such file or directory"
 
 
@@ -80,13 +82,13 @@ def test_prepare_makes_nested_folders_and_refuses_a_file_in_words(tmp_path):
 
 def test_the_next_run_clears_the_temp_files_a_crashed_save_left_and_nothing_else(fixture_data, tmp_path):
     from mnistcli import trainer
-    from mnistcli.recipes import RunOptions
+    from mnistcli.settings import RunSettings
 
     left = [tmp_path / ".last.pt.k3j2h1g0.tmp", tmp_path / ".history.json.0a9b8c7d.tmp"]
     mine = [tmp_path / "notes.txt", tmp_path / ".keep", tmp_path / "draft.tmp"]  # not the saver's temp files
     for path in left + mine:
         path.write_bytes(b"half a file")
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    options = RunSettings(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
     trainer.fit(options, given={"epochs": 1, "batch_size": 100, "val_size": 100, "model": "fc"})
     assert not any(p.exists() for p in left)
     assert all(p.read_bytes() == b"half a file" for p in mine)

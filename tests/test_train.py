@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnistcli import checkpoint, trainer
-from mnistcli.recipes import RunOptions
+from mnistcli.settings import RunSettings
 
 from helpers import REAL_MNIST, needs_real_mnist, plain, run, run_module
 
@@ -66,7 +66,7 @@ def _fit(data_dir, out, epochs, resume=None, stop=lambda: False, scheduler="onec
     given = {"epochs": epochs}
     if resume is None:
         given.update(val_size=100, batch_size=20, augment=2, ema=0.9, scheduler=scheduler)
-    options = RunOptions(data_dir=data_dir, download=False, out_dir=out, device="cpu", resume=resume)
+    options = RunSettings(data_dir=data_dir, download=False, out_dir=out, device="cpu", resume=resume)
     return trainer.fit(options, given=given, should_stop=stop)
 
 
@@ -81,15 +81,15 @@ def test_resume_gives_the_same_weights_as_a_straight_run(fixture_data, tmp_path)
     _fit(fixture_data, tmp_path / "split", 1, scheduler="none")
     assert not _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "split" / "last.pt")
     result = _fit(fixture_data, tmp_path / "split", 2, resume=tmp_path / "split" / "last.pt", scheduler="none")
-    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert [h.epoch for h in result.history] == [1, 2]
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "split" / "last.pt")
 
 
 def test_stop_after_an_epoch_and_resume_follows_the_same_schedule(fixture_data, tmp_path):
     _fit(fixture_data, tmp_path / "straight", 2)
     result = _fit(fixture_data, tmp_path / "stopped", 2, stop=(tmp_path / "stopped" / "epoch-001.pt").exists)
-    assert result.interrupted and [h["epoch"] for h in result.history] == [1]
-    assert checkpoint.load(tmp_path / "stopped" / "last.pt").partial is None
+    assert result.interrupted and [h.epoch for h in result.history] == [1]
+    assert checkpoint.load(tmp_path / "stopped" / "last.pt").stopped_at is None
     _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped")
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
 
@@ -100,9 +100,9 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(fixture_data, tmp_path):
     result = _fit(fixture_data, tmp_path / "stopped", 2, stop=lambda: next(calls) >= 0)  # stop at once
     assert result.interrupted and result.interrupted_at == (1, 1)  # stops after the batch in progress
     partial = checkpoint.load(tmp_path / "stopped" / "last.pt")
-    assert partial.epoch == 0 and partial.partial["batch"] == 1
+    assert partial.epoch == 0 and partial.stopped_at.batch == 1
     result = _fit(fixture_data, tmp_path / "stopped", 2, resume=tmp_path / "stopped" / "last.pt")
-    assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]
+    assert not result.interrupted and [h.epoch for h in result.history] == [1, 2]
     assert _same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
 
 
@@ -212,9 +212,9 @@ def test_best_pt_is_the_epoch_with_the_best_validation_accuracy(fixture_data, tm
         acc = next(scripted)
         return EvalResult(1 - acc, int(acc * 1000), 1000, torch.zeros(0, 10), torch.zeros(0))
 
-    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    monkeypatch.setattr(trainer, "evaluate_split", fake_evaluate)
     result = _fit(fixture_data, tmp_path, 3)
-    assert [h["val_acc"] for h in result.history] == [0.5, 0.9, 0.7]
+    assert [h.val_acc for h in result.history] == [0.5, 0.9, 0.7]
     assert result.best_epoch == 2
     best, last = checkpoint.load(tmp_path / "best.pt"), checkpoint.load(tmp_path / "last.pt")
     assert best.epoch == 2 and best.metrics["val_acc"] == 0.9 and last.epoch == 3 and last.best_epoch == 2
@@ -230,12 +230,12 @@ def test_without_a_validation_split_best_pt_is_chosen_by_test_accuracy(fixture_d
 
     monkeypatch.setattr(
         trainer,
-        "evaluate",
+        "evaluate_split",
         lambda m, s: (lambda a: EvalResult(1 - a, int(a * 100), 100, torch.zeros(0, 10), torch.zeros(0)))(
             next(scripted)
         ),
     )
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    options = RunSettings(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
     result = trainer.fit(options, given={"epochs": 3, "val_size": 0, "batch_size": 50})
     assert result.best_epoch == 2 and checkpoint.load(tmp_path / "best.pt").epoch == 2
 
@@ -243,16 +243,16 @@ def test_without_a_validation_split_best_pt_is_chosen_by_test_accuracy(fixture_d
 def test_the_weight_average_is_what_is_saved_and_it_differs_from_the_raw_weights(trained_run):
     ckpt = checkpoint.load(trained_run / "last.pt")
     assert ckpt.recipe.ema > 0 and ckpt.train_state_dict is not None
-    steps = sum(h["steps"] for h in ckpt.history)
+    steps = sum(h.steps for h in ckpt.history)
     assert ckpt.ema_steps == steps
     floats = [k for k, v in ckpt.state_dict.items() if v.dtype.is_floating_point]
     assert all(not torch.equal(ckpt.state_dict[k], ckpt.train_state_dict[k]) for k in floats if "running" not in k)
     # Evaluating the saved weights gives the recorded accuracy: they are what was scored.
-    assert ckpt.metrics["test_acc"] == ckpt.history[-1]["test_acc"]
+    assert ckpt.metrics["test_acc"] == ckpt.history[-1].test_acc
 
 
 def test_the_weight_average_matches_one_computed_by_hand():
-    from mnistcli.engine import WeightAverage
+    from mnistcli.optim import WeightAverage
 
     model = torch.nn.Linear(2, 1)
     with torch.no_grad():
@@ -305,11 +305,11 @@ def test_a_row_of_loss_and_accuracy_every_log_every_batches(fixture_data, tmp_pa
 def test_the_schedule_spans_the_epochs_asked_for(fixture_data, tmp_path):
     for epochs in (1, 3):
         out = tmp_path / str(epochs)
-        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
+        options = RunSettings(data_dir=fixture_data, download=False, out_dir=out, device="cpu")
         trainer.fit(options, given={"epochs": epochs, "batch_size": 50, "val_size": 100, "lr": 0.2})
         ckpt = checkpoint.load(out / "last.pt")
         assert ckpt.scheduler["total_steps"] == epochs * 10 and ckpt.scheduler["last_epoch"] == epochs * 10
-        lrs = [h["lr"] for h in ckpt.history]
+        lrs = [h.lr for h in ckpt.history]
         assert lrs[-1] < 0.2 / 20  # annealed to (almost) nothing at the end of the run, not of epoch 1
         if epochs == 3:
             assert lrs[0] > 0.1  # still high after epoch 1 of 3
@@ -392,15 +392,15 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
             calls.append(("evaluating", epoch))
 
         def on_epoch_end(self, end):
-            calls.append(("end", end.record["epoch"], [p.name for p in end.saved], end.is_best))
+            calls.append(("end", end.row.epoch, [p.name for p in end.saved], end.is_best))
 
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu", precision="fp32")
+    options = RunSettings(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu", precision="fp32")
     last_evaluated = lambda: ("evaluating", 2) in calls  # noqa: E731 - Ctrl-C while the last epoch is evaluated
     given = {"epochs": 2, "batch_size": 100, "val_size": 100}
     result = trainer.fit(options, given=given, hooks=Recording(), should_stop=last_evaluated)
-    assert not result.interrupted and [h["epoch"] for h in result.history] == [1, 2]  # the run was complete
+    assert not result.interrupted and [h.epoch for h in result.history] == [1, 2]  # the run was complete
     saved = checkpoint.load(tmp_path / "last.pt")
-    assert saved.config["precision"] == "fp32"
+    assert saved.config.precision == "fp32"
     age = datetime.now(timezone.utc) - datetime.fromisoformat(saved.created)
     assert timedelta(0) <= age < timedelta(minutes=10)
     steps = 5  # 500 training images (600 less 100 for validation) in batches of 100
@@ -421,12 +421,12 @@ def test_a_run_reports_each_step_to_its_hooks_in_order_and_a_stop_after_the_last
 )
 def test_each_augmentation_option_reaches_the_batches_as_itself(fixture_data, tmp_path, name, value):
     from mnistcli.augment import Distortion, distort
-    from mnistcli.recipes import resolve
+    from mnistcli.settings import resolve_recipe
 
     given = {"augment": 0, "rotate": 0.0, "scale": 0.0, "shear": 0.0, "elastic": 0.0, "stroke": 0.0, "val_size": 100}
     given[name] = value
-    options = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
-    run_ = trainer.set_up(resolve(None, given).recipe, options, torch.device("cpu"), None)
+    options = RunSettings(data_dir=fixture_data, download=False, out_dir=tmp_path, device="cpu")
+    run_, _ = trainer.set_up(resolve_recipe(None, given), options, torch.device("cpu"), None)
     augment = trainer._augmentation(run_)
     x = torch.full((8, 1, 28, 28), -0.4242).contiguous(memory_format=torch.channels_last)
     x[:, :, 6:22, 12:16] = 2.8  # a bar on the blank background
@@ -439,18 +439,18 @@ def test_each_augmentation_option_reaches_the_batches_as_itself(fixture_data, tm
 
 
 def test_a_resumed_run_reads_its_data_from_the_folder_its_checkpoint_recorded(fixture_data, tmp_path, monkeypatch):
-    first = RunOptions(data_dir=fixture_data, download=False, out_dir=tmp_path / "run", device="cpu")
+    first = RunSettings(data_dir=fixture_data, download=False, out_dir=tmp_path / "run", device="cpu")
     trainer.fit(first, given={"epochs": 1, "batch_size": 100, "val_size": 100})
     monkeypatch.chdir(tmp_path)  # no ./data here, no MNISTCLI_DATA_DIR, an empty user cache, no download
-    again = RunOptions(data_dir=None, download=False, resume=tmp_path / "run" / "last.pt", device="cpu")
+    again = RunSettings(data_dir=None, download=False, resume=tmp_path / "run" / "last.pt", device="cpu")
     result = trainer.fit(again, given={"epochs": 2})
-    assert [h["epoch"] for h in result.history] == [1, 2] and result.data_dir == fixture_data.resolve()
+    assert [h.epoch for h in result.history] == [1, 2] and result.data_dir == fixture_data.resolve()
 
 
 def test_a_resume_with_more_epochs_continues_the_schedule_over_the_new_total(fixture_data, tmp_path):
     def fit(out, epochs, resume=None):
         given = {"epochs": epochs} if resume else {"epochs": epochs, "batch_size": 50, "val_size": 100, "lr": 0.2}
-        options = RunOptions(data_dir=fixture_data, download=False, out_dir=out, device="cpu", resume=resume)
+        options = RunSettings(data_dir=fixture_data, download=False, out_dir=out, device="cpu", resume=resume)
         return trainer.fit(options, given=given)
 
     straight = fit(tmp_path / "straight", 3)
@@ -459,8 +459,8 @@ def test_a_resume_with_more_epochs_continues_the_schedule_over_the_new_total(fix
     ckpt = checkpoint.load(tmp_path / "grown" / "last.pt")
     assert ckpt.scheduler["total_steps"] == 30 and ckpt.scheduler["last_epoch"] == 30
     # From the step epoch 1 reached, on the 3-epoch schedule: the same rates as a 3-epoch run from the start.
-    assert [h["lr"] for h in grown.history[1:]] == pytest.approx([h["lr"] for h in straight.history[1:]], rel=1e-9)
-    assert grown.history[0]["lr"] < straight.history[0]["lr"] / 10  # epoch 1 ran a 1-epoch schedule
+    assert [h.lr for h in grown.history[1:]] == pytest.approx([h.lr for h in straight.history[1:]], rel=1e-9)
+    assert grown.history[0].lr < straight.history[0].lr / 10  # epoch 1 ran a 1-epoch schedule
 
 
 def test_threads_sets_torchs_cpu_threads_and_the_environment_is_honoured(fixture_data, tmp_path):

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 import typer
 
 from mnistcli import ui
-from mnistcli.datasets import dataset_names
+from mnistcli.commands import params
+from mnistcli.dataset_specs import dataset_names
 from mnistcli.errors import MnistCliError
 from mnistcli.models import model_names
-from mnistcli.recipes import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS
+from mnistcli.settings import DEVICES, RunSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,20 +64,12 @@ if TYPE_CHECKING:
 
     ModelName: TypeAlias = str
     DatasetName: TypeAlias = str
-    OptimizerName: TypeAlias = str
-    SchedulerName: TypeAlias = str
-    PresetName: TypeAlias = str
     DeviceName: TypeAlias = str
-    PrecisionName: TypeAlias = str
     SplitName: TypeAlias = str
 else:
     ModelName = choices("ModelName", model_names())
     DatasetName = choices("DatasetName", dataset_names())
-    OptimizerName = choices("OptimizerName", OPTIMIZERS)
-    SchedulerName = choices("SchedulerName", SCHEDULERS)
-    PresetName = choices("PresetName", PRESETS)
     DeviceName = choices("DeviceName", DEVICES)
-    PrecisionName = choices("PrecisionName", PRECISIONS)
     SplitName = choices("SplitName", ("test", "val", "train"))
 
 
@@ -90,29 +83,23 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2))
 
 
-DataDir = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--data-dir",
-        envvar="MNISTCLI_DATA_DIR",
-        help="Folder with the dataset's four IDX files (flat or in MNIST/raw/); downloaded there when missing. "
-        "Without it: the folder a checkpoint recorded, ./data, then the user's cache, where downloads go.",
-        show_default="the user's cache",
-    ),
-]
-NoDownload = Annotated[bool, typer.Option("--no-download", help="Never download; fail if the data is not on disk.")]
-Device = Annotated[DeviceName, typer.Option(help="Where to compute: auto picks cuda, then mps, then cpu.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+DataDir = Annotated[Optional[Path], params.declared_option(RunSettings, "data_dir")]
+NoDownload = Annotated[bool, params.option("--no-download", help="Never download; fail if the data is not on disk.")]
+Device = Annotated[DeviceName, params.declared_option(RunSettings, "device")]
+Json = Annotated[bool, params.option("--json", help="Print one JSON document on stdout and nothing else.")]
 CheckpointPath = Annotated[
     Optional[Path],
-    typer.Option(
+    params.option(
         "--checkpoint",
         "-c",
         help="Model file (.pt checkpoint or exported .safetensors).",
-        show_default="./checkpoints/best.pt, else the bundled model",
+        default="./checkpoints/best.pt, else the bundled model",
+        metavar="PATH",
     ),
 ]
 BareModel = Annotated[
     Optional[ModelName],
-    typer.Option("--model", help="Architecture of a bare state_dict saved by other tools.", show_default=False),
+    params.option(
+        "--model", help="Architecture of a bare state_dict saved by other tools.", metavar="|".join(model_names())
+    ),
 ]

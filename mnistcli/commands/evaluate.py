@@ -45,14 +45,14 @@ def evaluate(
     no_download: NoDownload = False,
 ) -> None:
     """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
-    from mnistcli import checkpoint, engine, inference, metrics
+    from mnistcli import checkpoint, devices, engine, inference, metrics
 
     split_name = value(split)
-    loaded = checkpoint.load_model(ckpt, engine.select_device(value(device)), value(model))
+    loaded = checkpoint.load_model(ckpt, devices.select_device(value(device)), value(model))
     ck = loaded.checkpoint
     data = inference.dataset_of(ck, data_dir, not no_download, inference.splits_for(split_name))
     images = data.split(split_name)
-    result = engine.evaluate(loaded.net, images.to(next(loaded.net.parameters()).device))
+    result = engine.evaluate_split(loaded.net, images.to(next(loaded.net.parameters()).device))
     cm = metrics.confusion_matrix(result.labels, result.predictions, len(ck.classes))
     report = metrics.per_class(cm)
     saved = _save_plots(out_dir, cm, result, images.images, ck, split_name) if out_dir is not None else []

@@ -10,11 +10,10 @@ import typer
 from mnistcli import ui
 from mnistcli.commands.common import choices, handles_errors, value
 
+FORMATS = ("safetensors", "onnx")
 if TYPE_CHECKING:
     FormatName = str
 else:
-    from mnistcli.export import FORMATS
-
     FormatName = choices("FormatName", FORMATS)
 
 
@@ -28,10 +27,14 @@ def export(
     ] = None,
 ) -> None:
     """Write an inference-only model: the weights to use and what is needed to use them, nothing else."""
-    from mnistcli import checkpoint, export
+    from mnistcli import checkpoint
 
     chosen = value(fmt) if fmt is not None else ("onnx" if out.suffix.lower() == ".onnx" else "safetensors")
     source = checkpoint.load(ckpt)
-    written = export.write(source, out, chosen)
-    size = written.stat().st_size
-    ui.info(f"Wrote {written} ({chosen}, {size / 1024:,.0f} KB): {source.describe()}")
+    if chosen == "onnx":
+        from mnistcli import onnx_export
+
+        onnx_export.write_onnx(source, out)
+    else:
+        checkpoint.write_inference_file(source, out)
+    ui.info(f"Wrote {out} ({chosen}, {out.stat().st_size / 1024:,.0f} KB): {source.describe()}")

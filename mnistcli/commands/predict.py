@@ -45,11 +45,11 @@ def predict(
     device: Device = DeviceName("auto"),
 ) -> None:
     """Read the digit in people's own photos, scans and drawings."""
-    from mnistcli import checkpoint, engine, inference, preprocess
+    from mnistcli import checkpoint, devices, inference, preprocess
 
     if top_k < 1:
         raise OptionError(f"--top-k must be at least 1, got {top_k}")
-    loaded = checkpoint.load_model(checkpoint_path, engine.select_device(value(device)), value(model))
+    loaded = checkpoint.load_model(checkpoint_path, devices.select_device(value(device)), value(model))
     files = preprocess.expand_inputs(images)
     if not files:
         raise MnistCliError("no image files found in " + ", ".join(str(p) for p in images))

@@ -53,7 +53,7 @@ def show_samples(
     """A labelled grid of dataset images as a PNG, and the split's label counts."""
     import torch
 
-    from mnistcli import checkpoint, data, engine, inference, plots
+    from mnistcli import checkpoint, data, devices, engine, inference, plots
 
     split_name = value(split)
     if count < 1 or (per_class is not None and per_class < 1):
@@ -62,7 +62,7 @@ def show_samples(
         raise OptionError("--errors-only needs --checkpoint")
     loaded = predicted = None
     if checkpoint_path is not None:
-        loaded = checkpoint.load_model(checkpoint_path, engine.select_device(value(device)))
+        loaded = checkpoint.load_model(checkpoint_path, devices.select_device(value(device)))
         ds = inference.dataset_of(loaded.checkpoint, data_dir, not no_download, inference.splits_for(split_name))
     else:  # "train" is all 60,000 training images, "val" the default held-out part
         val_size = data.DEFAULT_VAL_SIZE if split_name == "val" else 0
@@ -73,7 +73,7 @@ def show_samples(
     ui.info(f"Data: {ds.spec.title} from {ds.root}")
     chosen = ds.split(split_name)
     if loaded is not None:
-        predicted = engine.predict(loaded.net, chosen.images, mean=chosen.mean, std=chosen.std).argmax(1)
+        predicted = engine.predict_probabilities(loaded.net, chosen.images, mean=chosen.mean, std=chosen.std).argmax(1)
     among = torch.nonzero(predicted != chosen.labels).flatten() if errors_only and predicted is not None else None
     picks = inference.pick_samples(
         chosen.labels, count=count, per_class=per_class, seed=seed, among=among, num_classes=len(ds.classes)

@@ -36,11 +36,11 @@ def serve(
         raise OptionError("--max-upload must be positive, --threads at least 1, --port 1-65535")
     import torch
 
-    from mnistcli import checkpoint, engine
+    from mnistcli import checkpoint, devices
     from mnistcli.serve import create_app
 
     torch.set_num_threads(threads)
-    loaded = checkpoint.load_model(checkpoint_path, engine.select_device(value(device)))
+    loaded = checkpoint.load_model(checkpoint_path, devices.select_device(value(device)))
     sock = _listen(host, port)
     ui.info(f"Model {loaded.path} ({loaded.source}): {loaded.checkpoint.describe()}")
     ui.info(f"Serving on http://{_url_host(host)}:{port}  (API: /api/predict, /api/health, /api/docs; Ctrl-C stops)")

@@ -1,5 +1,5 @@
-"""Inference files for people who only use a model: safetensors (mnistcli's own format, see
-`checkpoint.export`) and ONNX (the optional extra `mnistcli[onnx]`), for runtimes without torch.
+"""ONNX export (the optional extra `mnistcli[onnx]`), for runtimes without torch; the safetensors
+export is `checkpoint.write_inference_file`.
 
 The ONNX graph takes what `predict` feeds the network, 28x28 images with pixel values 0-255
 (light digit on black), normalises them itself and gives class probabilities:
@@ -9,36 +9,18 @@ The ONNX graph takes what `predict` feeds the network, 28x28 images with pixel v
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnistcli.errors import CheckpointError, MissingExtra, MnistCliError
+from mnistcli.errors import MissingExtra
 
 if TYPE_CHECKING:
     from mnistcli.checkpoint import Checkpoint
 
-# torch is imported by the functions that need it: the command line lists FORMATS in its help.
-FORMATS = ("safetensors", "onnx")
-
-
-def write(ckpt: Checkpoint, path: Path, fmt: str = "safetensors") -> Path:
-    """Write an inference-only model of `ckpt` to `path` in format `fmt`."""
-    from mnistcli import checkpoint
-
-    if fmt == "safetensors":
-        checkpoint.export(ckpt.inference_only(), path)
-    elif fmt == "onnx":
-        write_onnx(ckpt, path)
-    else:
-        raise MnistCliError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
-    return Path(path)
-
 
 def write_onnx(ckpt: Checkpoint, path: Path) -> None:
-    """Export the network with a dynamic batch axis; metadata (classes, normalisation, metrics) goes in
-    the model's metadata_props. Written to a temp file and renamed, as every model file is."""
+    """Export the network with a dynamic batch axis. The metadata is the safetensors export's (one schema:
+    Checkpoint.metadata), with what the graph takes and gives, in the model's metadata_props."""
     try:
         import onnx  # noqa: F401 (the exporter needs both)
         import onnxscript  # noqa: F401
@@ -47,31 +29,13 @@ def write_onnx(ckpt: Checkpoint, path: Path) -> None:
     from mnistcli import checkpoint
 
     program = _onnx_program(ckpt)
-    info = ckpt.inference_only()
-    program.model.metadata_props.update(
-        {
-            "mnistcli": json.dumps(
-                {
-                    "model": info.model,
-                    "classes": info.classes,
-                    "normalization": info.normalization,
-                    "dataset": info.dataset,
-                    "metrics": info.metrics,
-                    "input": "pixels: float32 (batch, 28, 28), 0-255, light digit on black",
-                    "output": "probabilities: float32 (batch, classes)",
-                }
-            )
-        }
-    )
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=checkpoint.temp_prefix(path), suffix=checkpoint.TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    try:
-        program.save(tmp, external_data=False)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    meta = {**ckpt.inference_only().metadata(), "input": INPUT, "output": OUTPUT}
+    program.model.metadata_props.update({"mnistcli": json.dumps(meta)})
+    checkpoint.write_file(Path(path), program.model_proto.SerializeToString())
+
+
+INPUT = "pixels: float32 (batch, 28, 28), 0-255, light digit on black"
+OUTPUT = "probabilities: float32 (batch, classes)"
 
 
 def probabilities_module(ckpt: Checkpoint) -> Any:
