@@ -29,8 +29,8 @@ TIMED = {
     "build the optimiser": ("mnistcli.trainer", "make_optimizer"),
     "train the epoch": ("mnistcli.trainer", "train_one_epoch"),
     "evaluate val and test": ("mnistcli.trainer", "evaluate_and_record"),
-    "write checkpoints and history": ("mnistcli.saver", "CheckpointSaver.save_epoch"),
-    "draw curves.png": ("mnistcli.plots", "training_curves"),
+    "write checkpoints": ("mnistcli.checkpoint", "write_checkpoint"),
+    "write history, draw curves.png": ("mnistcli.saver", "CheckpointSaver.write_history"),
 }
 
 
