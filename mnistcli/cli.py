@@ -13,10 +13,10 @@ import typer
 
 from mnistcli import __version__, ui
 from mnistcli.commands import common, params
-from mnistcli.commands.evaluate import evaluate
-from mnistcli.commands.export import export
-from mnistcli.commands.predict import predict
-from mnistcli.commands.samples import show_samples
+from mnistcli.commands.evaluate import evaluate_command
+from mnistcli.commands.export import export_command
+from mnistcli.commands.predict import predict_command
+from mnistcli.commands.samples import show_samples_command
 from mnistcli.commands.serve import serve
 from mnistcli.commands.train import train_command
 
@@ -51,10 +51,10 @@ def root(
 
 
 app.command("train", cls=params.Command)(train_command)
-app.command("evaluate", cls=params.Command)(evaluate)
-app.command("predict", cls=params.Command)(predict)
-app.command("show-samples", cls=params.Command)(show_samples)
-app.command("export", cls=params.Command)(export)
+app.command("evaluate", cls=params.Command)(evaluate_command)
+app.command("predict", cls=params.Command)(predict_command)
+app.command("show-samples", cls=params.Command)(show_samples_command)
+app.command("export", cls=params.Command)(export_command)
 app.command("serve", cls=params.Command)(serve)
 
 

@@ -1,6 +1,6 @@
 """Using a trained model: reading people's pictures and predicting them, the dataset a checkpoint
-belongs to, and picking and titling images for grids. What `predict`, `evaluate`,
-`show-samples` and `serve` compute, without printing anything.
+belongs to, and picking images to show. What `predict`, `evaluate`, `show-samples` and `serve`
+compute, without printing anything.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch
 from mnistcli import engine, preprocess
 from mnistcli.checkpoint import Checkpoint, LoadedModel
 from mnistcli.data import Dataset, load_dataset
-from mnistcli.engine import EvalResult
 from mnistcli.errors import ImageError
 
 # Below this top probability a prediction is flagged as unsure (chosen on the development set
@@ -109,25 +108,3 @@ def pick_samples(
     if per_class is None:
         return pool[:count]
     return torch.cat([pool[labels[pool] == c][:per_class] for c in range(num_classes)])
-
-
-def sample_titles(
-    picks: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], predicted: Optional[torch.Tensor] = None
-) -> tuple[list[str], list[str]]:
-    """Titles and colours of grid images: the label, or "truth -> prediction" in red for a mistake."""
-    titles, colors = [], []
-    for i in picks.tolist():
-        truth = classes[int(labels[i])]
-        guess = classes[int(predicted[i])] if predicted is not None else truth
-        titles.append(truth if guess == truth else f"{truth} -> {guess}")
-        colors.append("black" if guess == truth else "red")
-    return titles, colors
-
-
-def mistake_titles(result: EvalResult, indices: torch.Tensor, classes: Sequence[str]) -> list[str]:
-    """ "true 4, pred 9 / 87%" for each of `indices`."""
-    confidence, predicted = result.probabilities.max(1)
-    return [
-        f"true {classes[int(result.labels[i])]}, pred {classes[int(predicted[i])]}\n{100 * float(confidence[i]):.0f}%"
-        for i in indices.tolist()
-    ]

@@ -116,6 +116,34 @@ def image_grid(
     return save_figure(fig, path)
 
 
+def sample_titles(
+    picks: Sequence[int], labels: Sequence[int], classes: Sequence[str], predicted: Optional[Sequence[int]] = None
+) -> tuple[list[str], list[str]]:
+    """Titles and colours of grid images: the label, or "truth -> prediction" in red for a mistake."""
+    titles, colors = [], []
+    for i in picks:
+        truth = classes[int(labels[i])]
+        guess = classes[int(predicted[i])] if predicted is not None else truth
+        titles.append(truth if guess == truth else f"{truth} -> {guess}")
+        colors.append("black" if guess == truth else "red")
+    return titles, colors
+
+
+def mistake_titles(
+    indices: Sequence[int],
+    labels: Sequence[int],
+    predicted: Sequence[int],
+    confidence: Sequence[float],
+    classes: Sequence[str],
+) -> list[str]:
+    """ "#1234 true 4, pred 9 / 87%" for each image: its index in the split, so a user can look it up
+    (`mnistcli show-samples`, or `explain --index`)."""
+    return [
+        f"#{i} true {classes[int(t)]}\npred {classes[int(p)]} {100 * float(c):.0f}%"
+        for i, t, p, c in zip(indices, labels, predicted, confidence)
+    ]
+
+
 def confusion_figure(cm, classes: Sequence[str], path: Path, title: str = "Confusion matrix") -> Path:
     """The confusion matrix as a heat map with counts; the diagonal is left out of the colour scale."""
     import numpy as np

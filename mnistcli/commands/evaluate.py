@@ -23,7 +23,7 @@ from mnistcli.commands.common import (
 
 
 @handles_errors
-def evaluate(
+def evaluate_command(
     ckpt: Annotated[
         Optional[Path],
         typer.Argument(
@@ -84,16 +84,19 @@ def evaluate(
 
 
 def _save_plots(out_dir: Path, cm: Any, result: Any, images: Any, ck: Any, split: str) -> list[Path]:
-    from mnistcli import inference, metrics, plots
+    from mnistcli import metrics, plots
 
     errors = result.total - result.correct
     title = f"{ck.model} on {split}: {100 * result.accuracy:.2f}% ({errors} errors)"
-    worst = metrics.worst_mistakes(result.probabilities, result.labels, 40)
-    titles = inference.mistake_titles(result, worst, ck.classes)
+    worst = metrics.worst_mistakes(result.probabilities, result.labels, 40).tolist()
+    confidence, predicted = result.probabilities.max(1)
+    titles = plots.mistake_titles(
+        worst, result.labels[worst].tolist(), predicted[worst].tolist(), confidence[worst].tolist(), ck.classes
+    )
     return [
         plots.confusion_figure(cm, ck.classes, out_dir / "confusion.png", title=title),
         plots.image_grid(
-            [images[i].numpy() for i in worst.tolist()],
+            [images[i].numpy() for i in worst],
             out_dir / "mistakes.png",
             titles,
             colors=["firebrick"] * len(titles),

@@ -18,7 +18,7 @@ else:
 
 
 @handles_errors
-def export(
+def export_command(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint to export (.pt, e.g. a run's best.pt).", show_default=False)],
     out: Annotated[Path, typer.Argument(help="File to write: model.safetensors or model.onnx.", show_default=False)],
     fmt: Annotated[

@@ -22,7 +22,7 @@ from mnistcli.errors import MnistCliError, OptionError
 
 
 @handles_errors
-def predict(
+def predict_command(
     images: Annotated[
         list[Path],
         typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP, TIFF) or folders of them.", show_default=False),

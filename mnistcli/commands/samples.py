@@ -22,7 +22,7 @@ from mnistcli.errors import OptionError
 
 
 @handles_errors
-def show_samples(
+def show_samples_command(
     split: Annotated[SplitName, typer.Option(help="Which images: val is the held-out part of train.")] = SplitName(
         "test"
     ),
@@ -79,7 +79,9 @@ def show_samples(
         chosen.labels, count=count, per_class=per_class, seed=seed, among=among, num_classes=len(ds.classes)
     )
     if len(picks):
-        titles, colors = inference.sample_titles(picks, chosen.labels, ds.classes, predicted)
+        titles, colors = plots.sample_titles(
+            picks.tolist(), chosen.labels.tolist(), ds.classes, predicted.tolist() if predicted is not None else None
+        )
         what = "mistakes" if errors_only else "samples"
         model = f" (model {loaded.checkpoint.model}: true -> predicted)" if loaded is not None else ""
         images = [chosen.images[i].numpy() for i in picks.tolist()]
