@@ -62,8 +62,11 @@ def main() -> None:
     """The console script: run the app, then leave at once.
 
     Everything mnistcli writes is closed (and fsynced) by the time a command returns, so the exit
-    skips the interpreter's teardown: with torch loaded that teardown takes about 0.4 s on a
-    2-core CPU, a tenth of a short command.
+    skips the interpreter's teardown: with torch loaded that teardown takes about 0.4 s on a 2-core
+    CPU (`mnistcli predict one.png`: 1.65 s against 2.02 s with a normal exit, medians of 7).
+    The risk: atexit handlers and unflushed buffers of other libraries are skipped, so whatever a
+    command opens (a log file, a TensorBoard writer) it closes before it returns; stdout and stderr
+    are flushed here.
     """
     try:
         app(prog_name="mnistcli")

@@ -21,8 +21,12 @@ class SGD(torch.optim.SGD):
     torch._dynamo.
 
     torch wraps step() and a few other methods in decorators that import torch._dynamo on every
-    call (or their first), only to mark them for the compiler: the first import costs 1-2 s of
-    start-up on a 2-core CPU. These are torch's own methods without those wrappers.
+    call (or their first), only to mark them for the compiler: that import costs 1-2 s of start-up
+    on a 2-core CPU (`mnistcli train --epochs 1 --model fc` on 500 images: 2.28 s against 3.66 s
+    with torch.optim.SGD, medians of 7). These are torch's own methods without those wrappers.
+    The risk: a torch release that changes what the wrappers do (beyond marking) would change these
+    methods too; tests compare the updates and the state with torch.optim.SGD's, bit for bit, and
+    check that a run imports no torch._dynamo.
     """
 
     add_param_group = _unwrapped("add_param_group")
