@@ -4,11 +4,13 @@
     GET  /api/health   status, model, where it came from, classes, the upload limit
     POST /api/predict  one image (multipart field `image`, or a raw body with an image type)
                        -> the object `predict --json` gives for one file; repeated `image`
-                       fields -> a list of them. `?input=true` adds the 28x28 input as a PNG.
+                       fields -> a list of them. `?input=true` adds the 28x28 input as a PNG;
+                       `?top_k=3` lists the 3 most likely classes (default: all of them).
 
-Bad input gets a 4xx with {"error": "..."}; uploads stay in memory and are never written to
-disk. The model is loaded once and one inference runs at a time (a lock); torch's own threads
-are bounded by `--threads`.
+Bad input gets a 4xx with {"error": "..."} (a bad query parameter or an unknown path too);
+uploads stay in memory and are never written to disk. The model is loaded once and one
+inference runs at a time (a lock); torch's own threads are bounded by `--threads`. The OpenAPI
+description (/openapi.json, /api/docs) declares the bodies and parameters POST /api/predict reads.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from importlib import resources
 from typing import Any, Optional
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
 
 from mnistcli import inference, preprocess
 from mnistcli.checkpoint import LoadedModel
@@ -32,6 +36,79 @@ from mnistcli.errors import ImageError, ImageTooLarge
 
 MAX_IMAGES = 64  # images in one request
 IMAGE_TYPES = ("image/",)
+
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_RANKED = {
+    "type": "object",
+    "properties": {"digit": {"type": "integer"}, "label": {"type": "string"}, "probability": {"type": "number"}},
+    "required": ["digit", "label", "probability"],
+}
+_ROW = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string"},
+        "digit": {"type": "integer"},
+        "label": {"type": "string"},
+        "confidence": {"type": "number"},
+        "unsure": {"type": "boolean"},
+        "runner_up": {"anyOf": [_RANKED, {"type": "null"}]},
+        "top_k": {"type": "array", "items": _RANKED, "minItems": 1},
+        "input": {"type": "string", "description": "the 28x28 input as a PNG data URL (with input=true)"},
+    },
+    "required": ["file", "digit", "label", "confidence", "unsure", "runner_up", "top_k"],
+}
+_FAILED_ROW = {
+    "type": "object",
+    "properties": {"file": {"type": "string"}, "error": {"type": "string"}, "status": {"type": "integer"}},
+    "required": ["file", "error", "status"],
+}
+_PICTURE = {"type": "string", "format": "binary"}
+# What POST /api/predict reads, for the OpenAPI description: the endpoint reads the body itself
+# (read_images), so FastAPI cannot infer it from the signature.
+PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {
+                            "type": "array",
+                            "items": _PICTURE,
+                            "minItems": 1,
+                            "maxItems": MAX_IMAGES,
+                            "description": "one picture, or the field repeated for several (a list comes back)",
+                        }
+                    },
+                    "required": ["image"],
+                },
+                "encoding": {"image": {"contentType": "image/png, image/jpeg, image/*, application/octet-stream"}},
+            },
+            **{kind: {"schema": _PICTURE} for kind in ("image/png", "image/jpeg", "application/octet-stream")},
+        },
+    },
+}
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the prediction for one picture; a list (a row or a failure each) for several",
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [_ROW, {"type": "array", "items": {"anyOf": [_ROW, _FAILED_ROW]}}]}
+            }
+        },
+    },
+    **{
+        status: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+        for status, text in (
+            (400, "an empty request, a malformed multipart body, no field 'image', an empty file"),
+            (413, "a body over --max-upload, a picture over the pixel limit, too many pictures"),
+            (415, "a content type that is neither multipart/form-data nor an image"),
+            (422, "a file that is not a picture or holds no digit; a bad query parameter"),
+        )
+    },
+}
 
 
 class HttpError(Exception):
@@ -54,6 +131,19 @@ def create_app(loaded: LoadedModel, max_upload: int) -> Any:
     async def expected(request: Request, exc: HttpError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405
+        message = f"{str(exc.detail).lower()}: {request.method} {request.url.path}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:  # logged with its traceback by uvicorn
+        return JSONResponse({"error": "internal server error (a bug: the server log has the traceback)"}, 500)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         return page
@@ -71,14 +161,20 @@ def create_app(loaded: LoadedModel, max_upload: int) -> Any:
             "max_upload_bytes": max_upload,
         }
 
-    @app.post("/api/predict")
-    async def predict(request: Request, input: bool = False) -> Any:
+    @app.post("/api/predict", openapi_extra=PREDICT_OPENAPI, responses=PREDICT_RESPONSES)
+    async def predict(
+        request: Request,
+        input: bool = Query(False, description="add the 28x28 input the network saw, as a PNG data URL"),
+        # None (left out): all classes; declared int so that the description says "an integer, at least 1"
+        top_k: int = Query(None, ge=1, description="how many most likely classes to list (default: all)"),
+    ) -> Any:
         """One image as multipart field `image` (repeat the field for several) or as a raw body with an
-        image content type. `input=true` adds the 28x28 input the network saw, as a PNG data URL."""
+        image content type. `input=true` adds the 28x28 input the network saw, as a PNG data URL;
+        `top_k` lists that many most likely classes (default: all of them)."""
         images = read_images(request.headers.get("content-type", ""), await request.body())
         if len(images) == 1:
-            return await run_in_threadpool(predictor.predict, *images[0], input)
-        return await run_in_threadpool(predictor.predict_each, images, input)
+            return await run_in_threadpool(predictor.predict, *images[0], input, top_k)
+        return await run_in_threadpool(predictor.predict_each, images, input, top_k)
 
     return BodyLimit(app, max_upload)
 
@@ -92,11 +188,14 @@ class Predictor:
         self.object_size = loaded.checkpoint.spec.object_size
         self.classes = len(loaded.checkpoint.classes)
 
-    def predict(self, name: str, data: bytes, with_input: bool = False) -> dict[str, Any]:
-        """The row `predict --json` gives for one file; HttpError for a picture that cannot be read."""
-        return self._rows([name], [self._read(name, data)], with_input)[0]
+    def predict(self, name: str, data: bytes, with_input: bool = False, top_k: Optional[int] = None) -> dict[str, Any]:
+        """The row `predict --json --top-k K` gives for one file (K: all classes unless given); HttpError
+        for a picture that cannot be read."""
+        return self._rows([name], [self._read(name, data)], with_input, top_k)[0]
 
-    def predict_each(self, images: list[tuple[str, bytes]], with_input: bool = False) -> list[dict[str, Any]]:
+    def predict_each(
+        self, images: list[tuple[str, bytes]], with_input: bool = False, top_k: Optional[int] = None
+    ) -> list[dict[str, Any]]:
         """Several pictures, in one forward pass: a row each, or {"file", "error", "status"} for one
         that cannot be read."""
         rows: list[Optional[dict[str, Any]]] = []
@@ -110,7 +209,7 @@ class Predictor:
             places.append(len(rows))
             names.append(name)
             rows.append(None)
-        for place, row in zip(places, self._rows(names, inputs, with_input)):
+        for place, row in zip(places, self._rows(names, inputs, with_input, top_k)):
             rows[place] = row
         return [row for row in rows if row is not None]
 
@@ -122,13 +221,32 @@ class Predictor:
         except ImageError as exc:
             raise HttpError(422, str(exc)) from exc
 
-    def _rows(self, names: list[str], inputs: list[np.ndarray], with_input: bool) -> list[dict[str, Any]]:
+    def _rows(
+        self, names: list[str], inputs: list[np.ndarray], with_input: bool, top_k: Optional[int]
+    ) -> list[dict[str, Any]]:
+        k = self.classes if top_k is None else min(top_k, self.classes)  # as `predict --top-k` does
         with self.lock:
-            rows = inference.predict_inputs(self.loaded, inputs, names, top_k=self.classes)
+            rows = inference.predict_inputs(self.loaded, inputs, names, top_k=k)
         if with_input:
             for row, x in zip(rows, inputs):
                 row["input"] = png_data_url(x)
         return rows
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's complaint about a query parameter as one line: "top_k: input should be ... (got '0')"."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        msg = str(error.get("msg", "invalid"))
+        value = error.get("input")
+        got = f" (got {_shorten(repr(value))})" if isinstance(value, (str, int, float)) else ""
+        parts.append(f"{where}: {msg[:1].lower()}{msg[1:]}{got}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def png_data_url(image: Any) -> str:
@@ -174,7 +292,14 @@ def _multipart_images(content_type: str, body: bytes) -> list[tuple[str, bytes]]
 
 
 class BodyLimit:
-    """ASGI middleware: a body over `limit` bytes gets 413 before the app sees any of it."""
+    """ASGI middleware: a body over `limit` bytes gets 413 before the app sees any of it.
+
+    The rest of an over-large body (up to DRAIN_FACTOR times the limit) is read and dropped before
+    the 413 goes out: a client still sending it, whose connection the server then closes, would
+    otherwise see the connection reset instead of the answer. A client that asked to be told first
+    (Expect: 100-continue, as curl does for large bodies) gets the 413 without sending the body."""
+
+    DRAIN_FACTOR = 4
 
     def __init__(self, app: Any, limit: int):
         self.app = app
@@ -183,9 +308,12 @@ class BodyLimit:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(send)
+            waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+            drain = not waiting and int(declared) <= self.limit * self.DRAIN_FACTOR
+            return await self._too_large(receive, send, received=0, more=drain)
         body = bytearray()
         while True:
             message = await receive()
@@ -193,7 +321,7 @@ class BodyLimit:
                 return None
             body += message.get("body", b"")
             if len(body) > self.limit:
-                return await self._too_large(send)
+                return await self._too_large(receive, send, len(body), message.get("more_body", False))
             if not message.get("more_body", False):
                 break
         sent = False
@@ -207,7 +335,15 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Callable[..., Any]) -> None:
+    async def _too_large(
+        self, receive: Callable[..., Any], send: Callable[..., Any], received: int, more: bool
+    ) -> None:
+        while more and received <= self.limit * self.DRAIN_FACTOR:  # read and drop the rest
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            received += len(message.get("body", b""))
+            more = message.get("more_body", False)
         mb = self.limit / 1e6
         await JSONResponse({"error": f"request body over the {mb:g} MB limit (--max-upload)"}, status_code=413)(
             {"type": "http"}, _nothing, send

@@ -70,7 +70,7 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnistcli", "serve", "--port", str(port), *args],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # its access log: never read, so never let it fill a pipe and stall
         stderr=subprocess.PIPE,
         text=True,
     )

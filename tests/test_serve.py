@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -205,3 +208,218 @@ def test_a_bad_image_between_good_ones_keeps_every_row_in_request_order(client):
         ("1.png", alone[1], None),
     ]
     assert alone[0] != alone[1]  # so that a swap would show
+
+
+def test_top_k_lists_that_many_classes_as_predict_does_and_all_of_them_by_default(client, tmp_path):
+    (tmp_path / "d.png").write_bytes(DRAWING)
+    cli = json.loads(run("predict", tmp_path / "d.png", "--json", "--top-k", 3).stdout)["predictions"][0]
+    raw = {"content": DRAWING, "headers": {"content-type": "image/png"}}
+    three = client.post("/api/predict?top_k=3", **raw).json()
+    assert three["top_k"] == cli["top_k"] and len(three["top_k"]) == 3
+    assert {k: v for k, v in three.items() if k != "file"} == {k: v for k, v in cli.items() if k != "file"}
+    one = client.post("/api/predict?top_k=1", **raw).json()
+    assert len(one["top_k"]) == 1 and one["runner_up"] == three["top_k"][1]  # the runner-up is still named
+    assert len(client.post("/api/predict", **raw).json()["top_k"]) == 10  # the page relies on all ten
+    assert len(client.post("/api/predict?top_k=50", **raw).json()["top_k"]) == 10  # as many as there are
+    files = [("image", (f"{i}.png", png(255 - DIGITS[i]), "image/png")) for i in range(2)]
+    assert [len(d["top_k"]) for d in client.post("/api/predict?top_k=2", files=files).json()] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("top_k=0", "top_k: input should be greater than or equal to 1 (got '0')"),
+        ("top_k=-3", "top_k: input should be greater than or equal to 1"),
+        ("top_k=three", "top_k: input should be a valid integer"),
+        ("top_k=2.5", "top_k: input should be a valid integer"),
+        ("input=maybe", "input: input should be a valid boolean"),
+    ],
+)
+def test_a_bad_query_parameter_gets_a_422_with_a_json_error(client, query, words):
+    response = client.post(f"/api/predict?{query}", content=DRAWING, headers={"content-type": "image/png"})
+    assert response.status_code == 422 and words in response.json()["error"], response.text
+
+
+def test_an_unknown_path_or_method_gets_a_json_error(client):
+    missing = client.get("/api/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {"error": "not found: GET /api/nothing-here"}
+    wrong = client.get("/api/predict")
+    assert wrong.status_code == 405 and wrong.json() == {"error": "method not allowed: GET /api/predict"}
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_the_openapi_description_says_what_predict_reads(client):
+    operation = client.get("/openapi.json").json()["paths"]["/api/predict"]["post"]
+    content = operation["requestBody"]["content"]
+    field = content["multipart/form-data"]["schema"]["properties"]["image"]
+    assert field["type"] == "array" and field["items"] == {"type": "string", "format": "binary"}
+    assert field["maxItems"] == serve.MAX_IMAGES
+    assert {"image/png", "image/jpeg", "application/octet-stream"} <= set(content)
+    parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
+    assert parameters["top_k"]["type"] == "integer" and parameters["top_k"]["minimum"] == 1
+    assert parameters["input"]["type"] == "boolean"
+    for status in ("400", "413", "415", "422"):
+        error = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert error["required"] == ["error"]
+
+
+def test_the_command_serves_with_a_10_mb_upload_limit_by_default(monkeypatch):
+    import uvicorn
+
+    served = {}
+
+    def capture(self, sockets=None):
+        served["app"] = self.config.app
+        for s in sockets:
+            s.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", capture)
+    result = run("serve", "-c", checkpoint.PRETRAINED, "--port", free_port())  # no --max-upload
+    assert result.exit_code == 0, result.output
+    app = TestClient(served["app"])
+    assert app.get("/api/health").json()["max_upload_bytes"] == 10_000_000
+    over = app.post("/api/predict", content=b"\0" * 10_000_001, headers={"content-type": "image/png"})
+    assert over.status_code == 413 and "10 MB limit" in over.json()["error"]
+    at = app.post("/api/predict", content=b"\0" * 10_000_000, headers={"content-type": "image/png"})
+    assert at.status_code == 422 and "not an image" in at.json()["error"]  # read, not refused for its size
+
+
+def test_serve_normalises_with_the_checkpoints_own_mean_and_std(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from mnistcli import preprocess
+    from mnistcli.dataset_specs import DATASETS, MNIST_SPEC
+
+    fashion = DATASETS["fashion-mnist"]
+    bundled = checkpoint.load(checkpoint.PRETRAINED)
+    ck = dataclasses.replace(
+        bundled,
+        dataset="fashion-mnist",
+        classes=list(fashion.classes),
+        normalization={"mean": fashion.mean, "std": fashion.std},
+    )
+    checkpoint.write_inference_file(ck, tmp_path / "fashion.safetensors")  # as `mnistcli export` writes it
+    loaded = checkpoint.load_model(tmp_path / "fashion.safetensors", torch.device("cpu"))
+    assert loaded.checkpoint.normalization == {"mean": fashion.mean, "std": fashion.std}
+    doc = TestClient(serve.create_app(loaded, max_upload=2_000_000)).post(
+        "/api/predict", content=DRAWING, headers={"content-type": "image/png"}
+    )
+    served = {row["label"]: row["probability"] for row in doc.json()["top_k"]}
+
+    x = torch.from_numpy(preprocess.load_digit(DRAWING, object_size=fashion.object_size)).float()[None, None] / 255
+
+    def probabilities(mean: float, std: float) -> dict[str, float]:
+        with torch.no_grad():
+            p = loaded.net.eval()((x - mean) / std).softmax(1)[0].tolist()
+        return dict(zip(fashion.classes, p))
+
+    own, mnist = probabilities(fashion.mean, fashion.std), probabilities(MNIST_SPEC.mean, MNIST_SPEC.std)
+    assert max(abs(own[c] - mnist[c]) for c in own) > 0.01  # the two normalisations answer differently
+    assert all(abs(served[c] - own[c]) < 1e-4 for c in own), (served, own)
+    assert doc.json()["label"] in fashion.classes
+
+
+def test_a_long_thin_picture_is_answered_not_a_crash(client):
+    # Found by tests/test_serve_fuzz.py: a strip whose long side is over preprocessing's working size
+    # (3x1000 px) crashed the request with a 500 (RuntimeError in preprocess._robust_top).
+    strip = np.full((3, 1000), 255, np.uint8)
+    strip[:, 500:505] = 0
+    response = client.post("/api/predict", content=png(strip), headers={"content-type": "image/png"})
+    assert response.status_code == 200 or (400 <= response.status_code < 500 and "error" in response.json())
+
+
+def _serve_in_a_thread(monkeypatch, *args: str) -> tuple[str, Callable[[], Any]]:
+    """`mnistcli serve ARGS` run in-process on a free port in a thread; its URL, and a function that
+    stops it and returns the CLI result (stdout and stderr)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    servers, results = [], []
+    original = uvicorn.Server.run
+
+    def keep(self, sockets=None):
+        servers.append(self)
+        return original(self, sockets=sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "run", keep)
+    port = free_port()
+    command = ("serve", "-c", checkpoint.PRETRAINED, "--port", port, *args)
+    thread = threading.Thread(target=lambda: results.append(run(*command)), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while not (servers and servers[0].started) and time.time() < deadline and thread.is_alive():
+        time.sleep(0.05)
+
+    def stop():
+        if servers:
+            servers[0].should_exit = True
+        thread.join(30)
+        return results[0]
+
+    return url, stop
+
+
+def _send(url: str, method: str = "POST", path: str = "/api/predict", body: bytes = DRAWING, kind: str = "image/png"):
+    request = urllib.request.Request(url + path, data=body if method == "POST" else None, method=method)
+    request.add_header("Content-Type", kind)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_failed_requests_are_in_the_access_log_and_the_startup_lines_stay(monkeypatch):
+    url, stop = _serve_in_a_thread(monkeypatch)
+    statuses = [_send(url), _send(url, kind="text/plain"), _send(url, "GET", "/nope"), _send(url, body=b"x" * 50)]
+    result = stop()
+    assert statuses == [200, 415, 404, 422]
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"Model {checkpoint.PRETRAINED} (given)" in out
+    assert f"Serving on {url}" in out  # the command's own lines, as before
+    assert '"POST /api/predict HTTP/1.1" 415' in out and '"GET /nope HTTP/1.1" 404' in out
+    assert '"POST /api/predict HTTP/1.1" 422' in out
+    assert '" 200' not in out  # without --access-log, a request that worked is not logged
+    assert "Uvicorn running" not in result.output and "Started server process" not in result.output
+
+
+def test_access_log_prints_every_request(monkeypatch):
+    url, stop = _serve_in_a_thread(monkeypatch, "--access-log")
+    statuses = [_send(url), _send(url, "GET", "/api/health")]
+    result = stop()
+    assert statuses == [200, 200]
+    assert '"POST /api/predict HTTP/1.1" 200' in result.stdout and '"GET /api/health HTTP/1.1" 200' in result.stdout
+
+
+def test_a_client_still_sending_an_over_large_body_reads_the_413_not_a_reset_connection(monkeypatch):
+    import http.client
+
+    url, stop = _serve_in_a_thread(monkeypatch, "--max-upload", "1")
+    try:
+        answers = []
+        for size in (1_000_001, 2_500_000, 3_900_000) * 3:  # urllib sends "Connection: close": no keep-alive
+            request = urllib.request.Request(url + "/api/predict", data=bytes(size))
+            request.add_header("Content-Type", "image/png")
+            try:
+                urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as exc:
+                answers.append((exc.code, json.loads(exc.read())["error"]))
+            except OSError as exc:  # the connection was reset before the answer could be read
+                answers.append((0, repr(exc)))
+        assert answers == [(413, "request body over the 1 MB limit (--max-upload)")] * 9
+        # A client that waits for "100 Continue" is told without sending the body.
+        conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=5)
+        conn.putrequest("POST", "/api/predict")
+        for name, value in (("Content-Type", "image/png"), ("Content-Length", "2000000"), ("Expect", "100-continue")):
+            conn.putheader(name, value)
+        conn.endheaders()
+        assert conn.getresponse().status == 413
+        conn.close()
+    finally:
+        assert stop().exit_code == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import logging
 import socket
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +26,9 @@ def serve(
         float, typer.Option(help="Largest request body, in MB; bigger ones get 413.")
     ] = DEFAULT_MAX_UPLOAD_MB,
     threads: Annotated[int, typer.Option(help="Threads torch may use for inference.")] = 2,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Print every request; without it only failed ones (4xx, 5xx).")
+    ] = False,
     device: Device = DeviceName("auto"),
 ) -> None:
     """Draw a digit in the browser and watch the network read it; a JSON API for programs."""
@@ -47,8 +52,33 @@ def serve(
     if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:  # the address bound, IPv4 or IPv6
         ui.warn(f"listening on {host}: anyone who can reach this machine can use it (see the README's Safety section)")
     app = create_app(loaded, max_upload=int(max_upload * 1e6))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=log_config(every_request=access_log), log_level=None))
     server.run(sockets=[sock])
+
+
+class FailedRequests(logging.Filter):
+    """Lets through uvicorn's access-log lines of requests that got a 4xx or a 5xx."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = record.args[4] if isinstance(record.args, tuple) and len(record.args) == 5 else None
+        return not isinstance(status, int) or status >= 400
+
+
+def log_config(every_request: bool) -> dict[str, Any]:
+    """uvicorn's logging with its own startup lines left out (the command prints where it serves) and its
+    access log on stdout: every request, or (the default) only those that failed. Warnings, and the
+    traceback of a request that crashed, go to stderr."""
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO"
+    config["formatters"]["access"]["fmt"] = '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s'
+    config["formatters"]["access"]["datefmt"] = "%Y-%m-%d %H:%M:%S"
+    if not every_request:
+        config["filters"] = {"failed": {"()": FailedRequests}}
+        config["handlers"]["access"]["filters"] = ["failed"]
+    return config
 
 
 def _listen(host: str, port: int) -> socket.socket:
