@@ -7,7 +7,7 @@ Images arrive normalised, (B, 1, H, W); `background` is the value of a blank pix
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -114,3 +114,168 @@ def dilate3(x: torch.Tensor) -> torch.Tensor:
     p = F.pad(x, (1, 1, 1, 1), mode="replicate")
     rows = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])
     return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+
+
+# What pictures do to digits beyond the pen: paper, light, the camera, stray marks ------------------
+@dataclass(frozen=True)
+class Surroundings:
+    """The share of images that get each change of their surroundings (0 = none). These are the ways
+    a digit's picture differs from MNIST's clean black field; each is drawn fresh for every image."""
+
+    paper: float = 0.0  # grey paper, low contrast, uneven light (a smooth haze over the picture)
+    noise: float = 0.0  # sensor grain: Gaussian noise, or specks of salt and pepper
+    blur: float = 0.0  # out of focus or shaken: a blur of random size, shape and direction
+    marks: float = 0.0  # stray pen strokes, solid or dashed, and bands of the other polarity
+    outline: float = 0.0  # the strokes drawn as outlines (hollow letters, an edge map)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.paper or self.noise or self.blur or self.marks or self.outline)
+
+    def scaled(self, factor: float) -> Surroundings:
+        """The same changes, `factor` times as often."""
+        return Surroundings(*(factor * getattr(self, f.name) for f in fields(self)))
+
+
+def surround(images: torch.Tensor, s: Surroundings, generator: torch.Generator, chunk: int = 4096) -> torch.Tensor:
+    """Apply `s` to uint8 images (N, H, W), each change to its own random share of them; uint8 back.
+
+    A training run does this once per epoch to the epoch's images, in chunks of thousands: on a CPU
+    the same changes made batch by batch cost several times more (each small operation has its
+    overhead). Each image's draws follow the generator, so an epoch is made again exactly on resume.
+    """
+    if not s.any or not len(images):
+        return images
+    out = torch.empty_like(images)
+    for lo in range(0, len(images), chunk):
+        p = images[lo : lo + chunk].unsqueeze(1).float() / 255  # pixel values, 0 (blank) to 1 (ink)
+        out[lo : lo + chunk] = (surround_pixels(p, s, generator) * 255).round().to(torch.uint8)[:, 0]
+    return out
+
+
+def surround_pixels(p: torch.Tensor, s: Surroundings, generator: torch.Generator) -> torch.Tensor:
+    """`s` on pixel values (B, 1, H, W) in [0, 1], in the order a picture is made: how the digit is
+    drawn, marks beside it, the camera, the paper, the sensor."""
+    for share, change in (
+        (s.outline, _outline),
+        (s.marks, _marks),
+        (s.blur, _blur),
+        (s.paper, _paper),
+        (s.noise, _noise),
+    ):
+        if share:
+            chosen = torch.nonzero(torch.rand(p.shape[0], generator=generator) < share).flatten().to(p.device)
+            if len(chosen):  # only the chosen images are changed
+                p = p.index_copy(0, chosen, change(p.index_select(0, chosen), generator).clamp(0, 1))
+    return p
+
+
+def _rand(generator: torch.Generator, b: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+    """(B, 1, 1, 1) uniform draws in [low, high)."""
+    return (low + (high - low) * torch.rand(b, generator=generator)).to(device).view(b, 1, 1, 1)
+
+
+def _outline(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Strokes as their outline, as an edge detector draws them: the rim (3x3 dilation less erosion) of the
+    strokes made one or two pixels bolder first, so that the outline is hollow; as bright as the ink."""
+    bold = dilate3(p)
+    bold = torch.where(_rand(generator, p.shape[0], 0, 1, p.device) < 0.5, dilate3(bold), bold)
+    return (2 * (bold + dilate3(-bold))).clamp(0, 1)
+
+
+def _marks(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A stray stroke (a straight line, a dashed one, or a zigzag) across the picture, or a band along
+    one side where dark and light are swapped (a fold, a strip of other paper)."""
+    b, _, h, w = p.shape
+    band = _rand(generator, b, 0, 1, p.device) < 0.3
+    return torch.where(band, _swapped_band(p, generator), torch.maximum(p, _stray_line(b, h, w, generator, p.device)))
+
+
+def _stray_line(b: int, h: int, w: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B, 1, H, W) ink of one line each from edge to edge at a random height and slope, 1-2 px wide,
+    solid, dashed or zigzagging, at a random strength."""
+    cols = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, 1, w)
+    rows = torch.arange(h, dtype=torch.float32, device=device).view(1, 1, h, 1)
+    start, slope = _rand(generator, b, 0, h, device), _rand(generator, b, -0.4, 0.4, device)
+    zig = (_rand(generator, b, 0, 1, device) < 0.3) * _rand(generator, b, 1, 3, device)
+    period = _rand(generator, b, 3, 6, device)
+    centre = start + slope * (cols - w / 2) + zig * (2 * torch.abs((cols / period) % 2 - 1) - 1)
+    width = _rand(generator, b, 0.5, 1.2, device)
+    ink = (1 - (torch.abs(rows - centre) - width).clamp(min=0)).clamp(0, 1)
+    dashed = _rand(generator, b, 0, 1, device) < 0.4
+    gaps = ((cols + _rand(generator, b, 0, 4, device)) % 4) < 2
+    ink = torch.where(dashed & gaps, torch.zeros_like(ink), ink)
+    return ink * _rand(generator, b, 0.5, 1, device)
+
+
+def _swapped_band(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Dark and light swapped in a band of 3-9 px along one of the four sides, or both opposite sides."""
+    b, _, h, w = p.shape
+    cols = torch.arange(w, device=p.device).view(1, 1, 1, w).float()
+    rows = torch.arange(h, device=p.device).view(1, 1, h, 1).float()
+    across = _rand(generator, b, 0, 1, p.device) < 0.5
+    at = torch.where(across, cols, rows)  # (B, 1, H, W): position along the band's axis
+    size = torch.where(across, torch.full_like(at, w), torch.full_like(at, h))
+    width = _rand(generator, b, 3, 9, p.device)
+    side = _rand(generator, b, 0, 3, p.device).floor()  # 0: start, 1: end, 2: both
+    near = (at < width) & (side != 1)
+    far = (at >= size - width) & (side != 0)
+    return torch.where(near | far, 1 - p, p)
+
+
+def _blur(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A blur of its own for each image: a Gaussian of random size, stretched along a random direction
+    (out of focus, or shaken), after jitter that moves single pixels (frosted glass) in some."""
+    b = p.shape[0]
+    jitter = _rand(generator, b, 0, 1, p.device) < 0.3
+    p = torch.where(jitter, _jittered(p, generator), p)
+    k = 9
+    r = torch.arange(k, dtype=torch.float32, device=p.device) - k // 2
+    yy, xx = r.view(1, k, 1), r.view(1, 1, k)
+    angle = _rand(generator, b, 0, math.pi, p.device).view(b, 1, 1)
+    along = _rand(generator, b, 0.4, 2.5, p.device).view(b, 1, 1)
+    across = _rand(generator, b, 0.3, 1.0, p.device).view(b, 1, 1)
+    u = xx * torch.cos(angle) + yy * torch.sin(angle)
+    v = -xx * torch.sin(angle) + yy * torch.cos(angle)
+    kernel = torch.exp(-0.5 * ((u / along) ** 2 + (v / across) ** 2))
+    kernel = (kernel / kernel.sum(dim=(1, 2), keepdim=True)).unsqueeze(1)  # (B, 1, k, k)
+    padded = F.pad(p.reshape(1, b, *p.shape[-2:]), (k // 2,) * 4, mode="replicate")  # each image a channel
+    return F.conv2d(padded, kernel, groups=b).reshape(p.shape)
+
+
+def _jittered(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each pixel taken from a random neighbour up to a pixel away."""
+    b, _, h, w = p.shape
+    offsets = torch.randint(-1, 2, (2, b, h, w), generator=generator).to(p.device)
+    rows = (torch.arange(h, device=p.device).view(1, h, 1) + offsets[0]).clamp(0, h - 1)
+    cols = (torch.arange(w, device=p.device).view(1, 1, w) + offsets[1]).clamp(0, w - 1)
+    batch = torch.arange(b, device=p.device).view(b, 1, 1)
+    return p[batch, 0, rows, cols].unsqueeze(1)
+
+
+def _paper(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Grey or unevenly lit paper: the ink at a random contrast over a random background level, mixed
+    with a smooth haze (random light at three scales)."""
+    b, _, h, w = p.shape
+    level, contrast = _rand(generator, b, 0, 0.6, p.device), _rand(generator, b, 0.3, 1, p.device)
+    lit = level + contrast * p
+    haze = torch.zeros_like(p)
+    for cells, weight in ((2, 1.0), (4, 0.5), (8, 0.25)):
+        noise = torch.rand(b, 1, cells, cells, generator=generator).to(p.device)
+        haze = haze + weight * F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
+    lo = haze.amin(dim=(2, 3), keepdim=True)
+    haze = (haze - lo) / (haze.amax(dim=(2, 3), keepdim=True) - lo + 1e-6)
+    amount = (_rand(generator, b, 0, 1, p.device) < 0.5) * _rand(generator, b, 0, 3, p.device)
+    return (lit + amount * haze) / (1 + amount)
+
+
+def _noise(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Grain: Gaussian noise of a random strength, or salt and pepper on a random share of the pixels."""
+    b = p.shape[0]
+    gauss = p + _rand(generator, b, 0.05, 0.35, p.device) * torch.randn(p.shape, generator=generator).to(p.device)
+    specks = torch.rand(p.shape, generator=generator).to(p.device)
+    rate = _rand(generator, b, 0.02, 0.2, p.device)
+    salted = torch.where(
+        specks < rate / 2, torch.zeros_like(p), torch.where(specks > 1 - rate / 2, torch.ones_like(p), p)
+    )
+    return torch.where(_rand(generator, b, 0, 1, p.device) < 0.5, gauss, salted)

@@ -94,6 +94,7 @@ class Checkpoint:
     )
     epoch: Optional[int] = _inference(default=None)  # epochs finished
     metrics: dict[str, Any] = _inference(default_factory=dict)  # the epoch's losses and accuracies
+    temperature: float = _inference(default=1.0)  # probabilities are softmax(logits / temperature): calibrated
     config: RunConfig = _inference(default_factory=RunConfig)  # inference files keep only its recipe
     history: list[HistoryRow] = field(default_factory=list)  # one row per finished epoch
     best_epoch: Optional[int] = None

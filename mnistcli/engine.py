@@ -54,7 +54,7 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     *,
     batch_size: int,
-    order: torch.Tensor,
+    order: Optional[torch.Tensor] = None,
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -67,14 +67,15 @@ def train_epoch(
     after_step: Optional[Callable[[], None]] = None,
     autocast: Optional[torch.dtype] = None,
 ) -> tuple[Stats, int]:
-    """One pass over `split` in `order`, from batch `start_batch`; returns (epoch stats, batches done).
+    """One pass over `split` in `order` (as it is, without one), from batch `start_batch`; returns (epoch
+    stats, batches done).
 
     Loss and hit counts are summed on the device and read back only every
     `sync_every` batches, so a GPU is not stalled by a sync per step.
     Stops early, after the current batch, when `should_stop()` turns true.
     """
     model.train()
-    total = num_batches(len(order), batch_size)
+    total = num_batches(len(order) if order is not None else len(split), batch_size)
     stats = stats if stats is not None else Stats()
     window = Stats()
     pending_loss = torch.zeros((), device=split.images.device)
@@ -118,36 +119,43 @@ def train_epoch(
 
 @dataclass
 class EvalResult:
-    loss: float
+    loss: float  # the network's own mean cross-entropy (temperature 1), as training records it
     correct: int
     total: int
-    probabilities: torch.Tensor  # (N, 10) on the CPU
+    logits: torch.Tensor  # (N, classes) on the CPU
     labels: torch.Tensor  # (N,)
+    temperature: float = 1.0  # what the probabilities divide the logits by (calibration)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else float("nan")
 
     @property
+    def probabilities(self) -> torch.Tensor:
+        return (self.logits / self.temperature).softmax(1)
+
+    @property
     def predictions(self) -> torch.Tensor:
-        return self.probabilities.argmax(1)
+        return self.logits.argmax(1)
 
 
 @torch.inference_mode()
-def evaluate_split(model: nn.Module, split: Split, batch_size: Optional[int] = None) -> EvalResult:
-    """Mean cross-entropy, accuracy and class probabilities over a whole split."""
+def evaluate_split(
+    model: nn.Module, split: Split, batch_size: Optional[int] = None, temperature: float = 1.0
+) -> EvalResult:
+    """Mean cross-entropy, accuracy and the logits over a whole split."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.images.device)
-    probs = []
+    outputs = []
     for x, y in iterate_batches(split, batch_size or eval_batch_size(split.images.device)):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        probs.append(logits.float().softmax(1).cpu())
-    probabilities = torch.cat(probs) if probs else torch.zeros(0, 10)
+        logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        outputs.append(logits.cpu())
+    logits = torch.cat(outputs) if outputs else torch.zeros(0, 10)
     labels = split.labels.cpu()
-    correct = int((probabilities.argmax(1) == labels).sum()) if len(labels) else 0
+    correct = int((logits.argmax(1) == labels).sum()) if len(labels) else 0
     n = len(labels)
-    return EvalResult(float(loss_sum) / n if n else float("nan"), correct, n, probabilities, labels)
+    return EvalResult(float(loss_sum) / n if n else float("nan"), correct, n, logits, labels, temperature)
 
 
 @torch.inference_mode()
@@ -157,13 +165,15 @@ def predict_probabilities(
     batch_size: Optional[int] = None,
     mean: float = MEAN,
     std: float = STD,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28), normalised with the dataset's mean and std."""
+    """Class probabilities (N, classes) for uint8 images (N, 28, 28), normalised with the dataset's mean
+    and std; the logits divided by the model's calibrated temperature."""
     model.eval()
     device = next(model.parameters()).device
     batch_size = batch_size or eval_batch_size(device)
     out = [
-        model(normalize(images[i : i + batch_size].to(device), mean, std)).float().softmax(1).cpu()
+        (model(normalize(images[i : i + batch_size].to(device), mean, std)).float() / temperature).softmax(1).cpu()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out) if out else torch.zeros(0, 10)

@@ -33,6 +33,7 @@ class HistoryRow:
     seconds: float  # training time of the epoch (evaluation not included)
     images_per_s: float
     steps: int  # optimiser steps taken in this process
+    temperature: Optional[float] = None  # the calibration fitted on the validation split (None without one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

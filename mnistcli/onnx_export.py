@@ -40,24 +40,25 @@ OUTPUT = "probabilities: float32 (batch, classes)"
 
 def probabilities_module(ckpt: Checkpoint) -> Any:
     """pixels (B, 28, 28) in 0-255 -> class probabilities (B, classes): the network with its input
-    normalisation and softmax, as one module."""
+    normalisation and its calibrated softmax, as one module."""
     import torch
 
     from mnistcli import checkpoint
 
     class Probabilities(torch.nn.Module):
-        def __init__(self, net: torch.nn.Module, mean: float, std: float):
+        def __init__(self, net: torch.nn.Module, mean: float, std: float, temperature: float):
             super().__init__()
             self.net = net
             self.scale = 1.0 / (255.0 * std)
             self.shift = mean / std
+            self.temperature = temperature
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             x = pixels.unsqueeze(1) * self.scale - self.shift  # (B, 1, 28, 28), as data.normalize makes it
-            return self.net(x).softmax(dim=1)
+            return (self.net(x) / self.temperature).softmax(dim=1)
 
     net = checkpoint.build_model(ckpt).to(memory_format=torch.contiguous_format)
-    return Probabilities(net, ckpt.spec.mean, ckpt.spec.std).eval()
+    return Probabilities(net, ckpt.spec.mean, ckpt.spec.std, ckpt.temperature).eval()
 
 
 def _onnx_program(ckpt: Checkpoint) -> Any:  # torch.onnx.ONNXProgram

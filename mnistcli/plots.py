@@ -176,6 +176,33 @@ def confusion_figure(cm, classes: Sequence[str], path: Path, title: str = "Confu
     return save_figure(fig, path)
 
 
+def reliability_figure(
+    calibrated: Sequence[dict], raw: Sequence[dict], path: Path, title: str = "", temperature: float = 1.0
+) -> Path:
+    """A reliability diagram: accuracy against confidence, bin by bin, for the calibrated probabilities
+    and the raw softmax; a perfectly calibrated model lies on the diagonal. Below: how many answers
+    fall in each bin (most are sure and right)."""
+    fig = Figure(figsize=(6, 6.4))
+    ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for bins, label, color in (
+        (raw, "raw softmax", "tab:gray"),
+        (calibrated, f"calibrated (temperature {temperature:.3g})", "tab:blue"),
+    ):
+        shown = [b for b in bins if b["count"]]
+        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "o-", color=color, label=label)
+    ax.set(ylabel="Accuracy of the answers", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", frameon=False)
+    width = calibrated[0]["high"] - calibrated[0]["low"] if calibrated else 0.1
+    counts.bar([b["low"] + width / 2 for b in calibrated], [b["count"] for b in calibrated], width=width * 0.9)
+    counts.set_yscale("log")
+    counts.set(xlabel="Confidence (the answer's probability)", ylabel="Answers")
+    counts.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def show(path: Path) -> bool:
     """Open a saved PNG in a window when there is a display; False when there is none."""
     import os

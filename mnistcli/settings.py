@@ -193,6 +193,82 @@ class Recipe:
         in_training_note=True,
     )
 
+    # What pictures do besides the pen (benchmarks/corruptions.py measures them): the share of images
+    # that get each.
+    paper: float = setting(
+        0.1,
+        "Share of images put on grey or unevenly lit paper, at a lower contrast.",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase="grey or uneven paper in {:.0%}",
+        off=0.0,
+        in_training_note=True,
+    )
+    noise: float = setting(
+        0.1,
+        "Share of images with grain (Gaussian noise, or salt and pepper).",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase="grain in {:.0%}",
+        off=0.0,
+        in_training_note=True,
+    )
+    blur: float = setting(
+        0.1,
+        "Share of images blurred (out of focus, or shaken in a random direction).",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase="blur in {:.0%}",
+        off=0.0,
+        in_training_note=True,
+    )
+    marks: float = setting(
+        0.1,
+        "Share of images with a stray stroke or a band of the other polarity.",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase="stray marks in {:.0%}",
+        off=0.0,
+        in_training_note=True,
+    )
+    outline: float = setting(
+        0.05,
+        "Share of images whose strokes are drawn as outlines.",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        datasets=_NOT_FOR_CLOTHES,
+        legacy=0.0,
+        phrase="outlined strokes in {:.0%}",
+        off=0.0,
+        in_training_note=True,
+    )
+    settle: float = setting(
+        0.4,
+        "The last share of the run, in which paper, grain, blur, marks and outlines come a quarter as often "
+        "(the last epochs sharpen clean digits).",
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=1,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase="fewer of them in the last {:.0%} of the run",
+        off=0.0,
+    )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -324,6 +400,7 @@ class Resolved:
     recipe: Recipe
     origins: dict[str, str] = field(default_factory=dict)  # name -> "default", "the report recipe", ...
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    preset: Optional[str] = None  # the preset a new run started from (None on resume)
 
 
 def resolve_recipe(
@@ -379,7 +456,7 @@ def _new_recipe(name: str, given: dict[str, Any]) -> Resolved:
             values[key], origins[key] = value, origin
     recipe = Recipe(**values)
     declare.check(recipe)
-    return Resolved(recipe, origins)
+    return Resolved(recipe, origins, preset=name)
 
 
 def training_note(r: Recipe) -> str:

@@ -158,3 +158,57 @@ def test_stroke_width_follows_the_generator_and_bolder_and_thinner_are_equally_l
     bolder, thinner = int((after > before * 1.01).sum()), int((after < before * 0.99).sum())
     assert 540 <= bolder + thinner <= 660  # a half of 1,200 changed
     assert abs(bolder - thinner) < 100, (bolder, thinner)  # a quarter each
+
+
+def _digits(n: int = 200) -> torch.Tensor:
+    from helpers import render_digits
+
+    return torch.from_numpy(render_digits(n, seed=7)[0])
+
+
+def test_each_surrounding_changes_its_share_of_the_images_and_leaves_the_rest_as_they_are():
+    from mnistcli.augment import Surroundings, surround
+
+    x = _digits(400)
+    for name in ("paper", "noise", "blur", "marks", "outline"):
+        out = surround(x, Surroundings(**{name: 0.25}), torch.Generator().manual_seed(3))
+        changed = (out != x).flatten(1).any(1)
+        assert out.dtype == torch.uint8 and out.shape == x.shape
+        assert 0.17 < changed.float().mean() < 0.33, name  # about a quarter of them
+    assert surround(x, Surroundings(), torch.Generator()) is x
+
+
+def test_surroundings_follow_the_generator():
+    from mnistcli.augment import Surroundings, surround
+
+    x, s = _digits(50), Surroundings(0.3, 0.3, 0.3, 0.3, 0.3)
+    a = surround(x, s, torch.Generator().manual_seed(1), chunk=16)
+    b = surround(x, s, torch.Generator().manual_seed(1), chunk=16)
+    assert torch.equal(a, b) and not torch.equal(a, surround(x, s, torch.Generator().manual_seed(2), chunk=16))
+
+
+def test_what_each_surrounding_does_to_a_digit():
+    from mnistcli.augment import Surroundings, surround
+
+    x = _digits(100)
+    blank = x < 10
+    g = torch.Generator().manual_seed(0)
+    paper = surround(x, Surroundings(paper=1.0), g).float()
+    assert paper[blank].mean() > 25  # the blank field is no longer black
+    noise = surround(x, Surroundings(noise=1.0), g)
+    assert (noise[blank] > 0).float().mean() > 0.02  # grain on the blank field
+    blurred = surround(x, Surroundings(blur=1.0), g)
+    assert (blurred.float().diff(dim=2).abs().mean() < x.float().diff(dim=2).abs().mean())  # softer edges
+    marked = surround(x, Surroundings(marks=1.0), g)
+    assert ((marked > 100) & blank).flatten(1).any(1).float().mean() > 0.9  # ink where there was none
+    outlined = surround(x, Surroundings(outline=1.0), g).float()
+    cores = (-torch.nn.functional.max_pool2d(-x.float().unsqueeze(1), 5, 1, 2)).squeeze(1) > 200
+    assert cores.any() and outlined[cores].mean() < 0.5 * x.float()[cores].mean()  # hollow where strokes were thick
+
+
+def test_settling_makes_the_surroundings_rarer_in_the_last_part_of_a_run():
+    from mnistcli.augment import Surroundings
+    from mnistcli.trainer import SETTLED
+
+    s = Surroundings(0.2, 0.1, 0.1, 0.1, 0.05)
+    assert s.scaled(SETTLED) == Surroundings(0.05, 0.025, 0.025, 0.025, 0.0125) and SETTLED == 0.25

@@ -227,6 +227,7 @@ def test_predict_normalizes_with_the_checkpoints_own_dataset(trained_run, tmp_pa
 
     ck = checkpoint.load(trained_run / "best.pt")
     ck.dataset, ck.normalization = "fashion-mnist", {"mean": 0.2860, "std": 0.3530}
+    ck.temperature = 1.5  # softer answers, so that the normalisations differ visibly
     ck.classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
     path = tmp_path / "fashion.pt"
     checkpoint.write_checkpoint(checkpoint.training_bytes(ck), [path])
@@ -236,7 +237,8 @@ def test_predict_normalizes_with_the_checkpoints_own_dataset(trained_run, tmp_pa
     assert result.exit_code == 0, result.output
     got = {t["digit"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top_k"]}
     net, x = checkpoint.build_model(ck), torch.from_numpy(digit)
-    own = engine.predict_probabilities(net, x, mean=0.2860, std=0.3530)[0].tolist()
-    mnist = engine.predict_probabilities(net, x, mean=0.1307, std=0.3081)[0].tolist()
+    t = ck.temperature  # the calibration the checkpoint carries
+    own = engine.predict_probabilities(net, x, mean=0.2860, std=0.3530, temperature=t)[0].tolist()
+    mnist = engine.predict_probabilities(net, x, mean=0.1307, std=0.3081, temperature=t)[0].tolist()
     assert max(abs(a - b) for a, b in zip(own, mnist)) > 1e-3  # the two normalisations give other answers
     assert [got[d] for d in range(10)] == pytest.approx(own, abs=1e-6)

@@ -72,12 +72,12 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
 
 
 def test_the_unsure_threshold_is_the_one_the_readme_states():
-    from mnistcli.inference import prediction_row
+    from mnistcli.inference import prediction
 
     stated = re.search(r"When the top probability is under (\d+)% the answer is marked unsure", README)
     assert stated, "the README says below which probability an answer is unsure"
     threshold = int(stated.group(1)) / 100
-    below = prediction_row("a.png", [threshold - 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
-    above = prediction_row("b.png", [threshold + 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
-    assert below["unsure"] is True and below["runner_up"]["digit"] == 9
-    assert above["unsure"] is False
+    below = prediction("a.png", [threshold - 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
+    above = prediction("b.png", [threshold + 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
+    assert below.unsure is True and below.runner_up is not None and below.runner_up.digit == 9
+    assert above.unsure is False

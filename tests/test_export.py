@@ -32,6 +32,7 @@ def test_a_safetensors_export_holds_the_weights_and_what_is_needed_to_use_them(t
         "normalization",
         "epoch",
         "metrics",
+        "temperature",
         "config",
         "torch_version",
         "mnistcli_version",
@@ -100,5 +101,7 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(trained_run
     from mnistcli import engine
 
     net = checkpoint.build_model(source)
-    direct = engine.predict_probabilities(net, torch.from_numpy(images), mean=source.spec.mean, std=source.spec.std).numpy()
+    direct = engine.predict_probabilities(
+        net, torch.from_numpy(images), mean=source.spec.mean, std=source.spec.std, temperature=source.temperature
+    ).numpy()
     assert np.allclose(probs, direct, atol=1e-4)

@@ -65,3 +65,24 @@ def test_worst_mistakes_are_the_most_confident_wrong_answers_first():
 
 def test_ten_classes_by_default():
     assert metrics.confusion_matrix(torch.tensor([9, 0]), torch.tensor([9, 1])).shape == (10, 10)
+
+
+def test_temperature_scaling_finds_the_temperature_that_made_the_labels():
+    from mnistcli.metrics import expected_calibration_error, fit_temperature
+
+    g = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(20000, 10, generator=g)
+    labels = torch.distributions.Categorical(logits=logits / 2.5).sample()
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.05)
+    raw, calibrated = logits.softmax(1), (logits / fit_temperature(logits, labels)).softmax(1)
+    assert expected_calibration_error(calibrated, labels) < 0.02 < expected_calibration_error(raw, labels)
+
+
+def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():
+    from mnistcli.metrics import expected_calibration_error, reliability
+
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = torch.tensor([0, 1, 0, 0])  # sure answers right half the time, unsure ones always right
+    bins = [b for b in reliability(probs, labels, bins=10) if b["count"]]
+    assert [(b["count"], b["accuracy"]) for b in bins] == [(2, 1.0), (2, 0.5)]
+    assert expected_calibration_error(probs, labels, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)

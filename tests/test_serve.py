@@ -26,7 +26,7 @@ from helpers import bomb_png, free_port, render_digits, run
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from fastapi.testclient import TestClient
 
-from mnistcli import serve
+from mnistcli import webapp
 
 
 def png(array: np.ndarray) -> bytes:
@@ -42,7 +42,7 @@ DRAWING = png(255 - np.asarray(Image.fromarray(DIGITS[1]).resize((200, 200), Ima
 @pytest.fixture(scope="module")
 def client():
     loaded = checkpoint.load_model(None, __import__("torch").device("cpu"))  # the bundled model
-    return TestClient(serve.create_app(loaded, max_upload=2_000_000))
+    return TestClient(webapp.create_app(loaded, max_upload=2_000_000))
 
 
 def test_health_names_the_model_and_its_classes(client):
@@ -253,7 +253,7 @@ def test_the_openapi_description_says_what_predict_reads(client):
     content = operation["requestBody"]["content"]
     field = content["multipart/form-data"]["schema"]["properties"]["image"]
     assert field["type"] == "array" and field["items"] == {"type": "string", "format": "binary"}
-    assert field["maxItems"] == serve.MAX_IMAGES
+    assert field["maxItems"] == webapp.MAX_IMAGES
     assert {"image/png", "image/jpeg", "application/octet-stream"} <= set(content)
     parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
     assert parameters["top_k"]["type"] == "integer" and parameters["top_k"]["minimum"] == 1
@@ -303,7 +303,7 @@ def test_serve_normalises_with_the_checkpoints_own_mean_and_std(tmp_path):
     checkpoint.write_inference_file(ck, tmp_path / "fashion.safetensors")  # as `mnistcli export` writes it
     loaded = checkpoint.load_model(tmp_path / "fashion.safetensors", torch.device("cpu"))
     assert loaded.checkpoint.normalization == {"mean": fashion.mean, "std": fashion.std}
-    doc = TestClient(serve.create_app(loaded, max_upload=2_000_000)).post(
+    doc = TestClient(webapp.create_app(loaded, max_upload=2_000_000)).post(
         "/api/predict", content=DRAWING, headers={"content-type": "image/png"}
     )
     served = {row["label"]: row["probability"] for row in doc.json()["top_k"]}

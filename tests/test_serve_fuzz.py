@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mnistcli import checkpoint, serve  # noqa: E402
+from mnistcli import checkpoint, webapp  # noqa: E402
 
 # Cut-off TIFF files make Pillow warn about their tags while it refuses them: expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
@@ -83,7 +83,7 @@ def pictures(draw: st.DrawFn) -> bytes:
     return data[: draw(st.integers(0, len(data)))] if kind == "cut" else data
 
 
-APP = serve.create_app(checkpoint.load_model(checkpoint.PRETRAINED, torch.device("cpu")), max_upload=1_000_000)
+APP = webapp.create_app(checkpoint.load_model(checkpoint.PRETRAINED, torch.device("cpu")), max_upload=1_000_000)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=["positive", "negative"], deterministic=True)
 # A request outside the description is refused with one of these (413: more pictures than allowed).

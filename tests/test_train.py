@@ -493,3 +493,23 @@ def test_threads_sets_torchs_cpu_threads_and_the_environment_is_honoured(fixture
     assert ", 1 thread)" in child.stdout
     refused = run("train", "--threads", 0, "--data-dir", fixture_data, "--out-dir", tmp_path / "c")
     assert refused.exit_code == 2 and "--threads must be at least 1" in refused.stderr
+
+
+def test_each_checkpoint_is_calibrated_on_the_validation_split_and_never_on_the_test_split(trained_run, fixture_data):
+    from mnistcli.data import load_dataset
+    from mnistcli.engine import evaluate_split
+    from mnistcli.metrics import fit_temperature
+
+    ckpt = checkpoint.load(trained_run / "best.pt")
+    data = load_dataset("mnist", fixture_data, download_ok=False, val_size=ckpt.recipe.val_size)
+    net = checkpoint.build_model(ckpt)
+    val, test = evaluate_split(net, data.val), evaluate_split(net, data.test)
+    assert ckpt.temperature == pytest.approx(fit_temperature(val.logits, val.labels), rel=1e-6)
+    assert ckpt.temperature != pytest.approx(fit_temperature(test.logits, test.labels), rel=1e-3)
+    assert ckpt.history[ckpt.epoch - 1].temperature == ckpt.temperature
+
+
+def test_without_a_validation_split_the_temperature_stays_one(fixture_data, tmp_path):
+    result = run("train", "--recipe", "report", "--epochs", 1, "--data-dir", fixture_data, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(tmp_path / "best.pt").temperature == 1.0

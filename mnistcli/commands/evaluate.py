@@ -36,7 +36,11 @@ def evaluate_command(
     ] = SplitName("test"),
     out_dir: Annotated[
         Optional[Path],
-        typer.Option(help="Save confusion.png and mistakes.png (the most confident errors) here.", show_default=False),
+        typer.Option(
+            help="Save confusion.png, mistakes.png (the most confident errors) and reliability.png here.",
+            show_default=False,
+            metavar="FOLDER",
+        ),
     ] = None,
     json_out: Json = False,
     model: BareModel = None,
@@ -45,61 +49,57 @@ def evaluate_command(
     no_download: NoDownload = False,
 ) -> None:
     """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
-    from mnistcli import checkpoint, devices, engine, inference, metrics
+    from mnistcli import checkpoint, devices, inference
 
     split_name = value(split)
     loaded = checkpoint.load_model(ckpt, devices.select_device(value(device)), value(model))
     ck = loaded.checkpoint
-    data = inference.dataset_of(ck, data_dir, not no_download, inference.splits_for(split_name))
-    images = data.split(split_name)
-    result = engine.evaluate_split(loaded.net, images.to(next(loaded.net.parameters()).device))
-    cm = metrics.confusion_matrix(result.labels, result.predictions, len(ck.classes))
-    report = metrics.per_class(cm)
-    saved = _save_plots(out_dir, cm, result, images.images, ck, split_name) if out_dir is not None else []
+    evaluation = inference.evaluate_model(loaded, data_dir, split_name, not no_download)
+    saved = _save_plots(out_dir, evaluation, ck.model) if out_dir is not None else []
     if json_out:
-        return print_json(
-            {
-                "checkpoint": loaded.info(),
-                "split": split_name,
-                "images": result.total,
-                "data_dir": str(data.root),
-                "accuracy": result.accuracy,
-                "loss": result.loss,
-                "errors": result.total - result.correct,
-                "classes": ck.classes,
-                "per_class": report,
-                "confusion_matrix": cm.tolist(),
-                "plots": [str(p) for p in saved],
-            }
-        )
-    ui.info(f"Checkpoint {loaded.path} ({loaded.source}): {ck.describe()}; data {data.root}")
+        return print_json({"checkpoint": loaded.info(), **evaluation.to_dict(), "plots": [str(p) for p in saved]})
+    result = evaluation.result
+    ui.info(f"Checkpoint {loaded.path} ({loaded.source}): {ck.describe()}; data {evaluation.data_dir}")
     ui.info(
         f"[bold]{split_name}[/]: accuracy [bold]{ui.pct(result.accuracy)}[/] ({result.correct:,}/{result.total:,}), "
-        f"loss {result.loss:.4f}, {result.total - result.correct:,} errors"
+        f"loss {result.loss:.4f}, {evaluation.errors:,} errors"
     )
-    ui.console.print(ui.per_class_table(report, ck.classes))
-    ui.console.print(ui.confusion_table(cm, ck.classes))
+    ui.info(
+        f"Calibration: expected calibration error {ui.pct(evaluation.ece)} with temperature "
+        f"{result.temperature:.3g} ({ui.pct(evaluation.ece_uncalibrated)} uncalibrated)"
+    )
+    ui.console.print(ui.per_class_table(evaluation.to_dict()["per_class"], ck.classes))
+    ui.console.print(ui.confusion_table(evaluation.confusion, ck.classes))
     if saved:
         ui.info("Saved " + ui.saved_paths(saved))
 
 
-def _save_plots(out_dir: Path, cm: Any, result: Any, images: Any, ck: Any, split: str) -> list[Path]:
+def _save_plots(out_dir: Path, evaluation: Any, model: str) -> list[Path]:
+    """confusion.png, mistakes.png (the most confident, with their index in the split) and reliability.png."""
     from mnistcli import metrics, plots
 
-    errors = result.total - result.correct
-    title = f"{ck.model} on {split}: {100 * result.accuracy:.2f}% ({errors} errors)"
-    worst = metrics.worst_mistakes(result.probabilities, result.labels, 40).tolist()
-    confidence, predicted = result.probabilities.max(1)
+    result, classes = evaluation.result, evaluation.classes
+    title = f"{model} on {evaluation.split}: {100 * result.accuracy:.2f}% ({evaluation.errors} errors)"
+    probabilities = result.probabilities
+    worst = metrics.worst_mistakes(probabilities, result.labels, 40).tolist()
+    confidence, predicted = probabilities.max(1)
     titles = plots.mistake_titles(
-        worst, result.labels[worst].tolist(), predicted[worst].tolist(), confidence[worst].tolist(), ck.classes
+        worst, result.labels[worst].tolist(), predicted[worst].tolist(), confidence[worst].tolist(), classes
     )
     return [
-        plots.confusion_figure(cm, ck.classes, out_dir / "confusion.png", title=title),
+        plots.confusion_figure(evaluation.confusion, classes, out_dir / "confusion.png", title=title),
         plots.image_grid(
-            [images[i].numpy() for i in worst],
+            [evaluation.images[i].numpy() for i in worst],
             out_dir / "mistakes.png",
             titles,
             colors=["firebrick"] * len(titles),
-            suptitle="Most confident mistakes",
+            suptitle=f"The most confident mistakes on {evaluation.split} (#: index in the split)",
+        ),
+        plots.reliability_figure(
+            metrics.reliability(probabilities, result.labels),
+            metrics.reliability(result.logits.softmax(1), result.labels),
+            out_dir / "reliability.png",
+            title=f"{model} on {evaluation.split}: is it as sure as it is right?",
+            temperature=result.temperature,
         ),
     ]

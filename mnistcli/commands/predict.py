@@ -53,14 +53,17 @@ def predict_command(
     files = preprocess.expand_inputs(images)
     if not files:
         raise MnistCliError("no image files found in " + ", ".join(str(p) for p in images))
-    pictures = inference.read_pictures(files, raw=raw, object_size=loaded.checkpoint.spec.object_size)
-    rows = inference.predict_inputs(loaded, pictures.inputs, pictures.names, top_k)
+    pictures = inference.read_pictures(files, [str(f) for f in files], raw, loaded.checkpoint.spec.object_size)
+    predictions = inference.predict_inputs(loaded, pictures.inputs, pictures.names, top_k)
+    rows = [p.to_dict() for p in predictions]
     if save_inputs is not None:
         save_inputs.mkdir(parents=True, exist_ok=True)
         for name, x in zip(pictures.names, pictures.inputs):
             preprocess.save_input(x, save_inputs / f"{Path(name).stem}.png")
     if json_out:
-        print_json({"checkpoint": loaded.info(), "predictions": rows, "errors": pictures.failures})
+        print_json(
+            {"checkpoint": loaded.info(), "predictions": rows, "errors": [f.to_dict() for f in pictures.failures]}
+        )
     else:
         ui.info(f"Checkpoint {loaded.path} ({loaded.source}): {loaded.checkpoint.describe()}")
         if rows:
@@ -71,6 +74,6 @@ def predict_command(
         if save_inputs is not None and pictures.inputs:
             ui.info(f"Inputs saved in {save_inputs}")
     for failure in pictures.failures:
-        ui.error(failure["error"])
+        ui.error(failure.error)
     if pictures.failures:
         raise typer.Exit(1)

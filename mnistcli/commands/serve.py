@@ -42,7 +42,7 @@ def serve(
     import torch
 
     from mnistcli import checkpoint, devices
-    from mnistcli.serve import create_app
+    from mnistcli.webapp import create_app
 
     torch.set_num_threads(threads)
     loaded = checkpoint.load_model(checkpoint_path, devices.select_device(value(device)))

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mnistcli import files, launch, settings, ui
+from mnistcli import config, files, launch, settings, ui
 from mnistcli.commands import params
 from mnistcli.commands.common import handles_errors
-from mnistcli.declare import LEARNS, RUNS, setting
+from mnistcli.declare import FILES, LEARNS, RUNS, setting
 from mnistcli.settings import PRESET_NAMES, Recipe, RunSettings
 from mnistcli.stopping import NoStop, StopFlag
 
@@ -37,6 +37,19 @@ class TrainCommand:
         choices=lambda: PRESET_NAMES,
         show_default=settings.DEFAULT_PRESET,
     )
+    config: Optional[Path] = setting(
+        None,
+        "Read the settings from this file (as config.toml in a run folder); options given here override it.",
+        panel=FILES,
+        show_default="none",
+        metavar="FILE",
+    )
+    print_config: bool = setting(
+        False,
+        "Print the settings as a config file and exit (to edit, then --config).",
+        panel=FILES,
+        flag="--print-config",
+    )
     list_models: bool = setting(False, "List the models and exit.", panel=RUNS, flag="--list-models")
 
 
@@ -47,15 +60,37 @@ def train_command(ctx: typer.Context, **raw: Any) -> None:
     command = TrainCommand(**params.parse(TrainCommand, raw))
     if command.list_models:
         return _print_models()
-    given = params.parse(Recipe, raw)
-    run = RunSettings(**params.parse(RunSettings, raw), command=shlex.join(["mnistcli", *sys.argv[1:]]))
+    preset, given, run_values = _settings(command, raw)
+    run = RunSettings(**run_values, command=shlex.join(["mnistcli", *sys.argv[1:]]))
     run.check()
+    if command.print_config:
+        return _print_config(preset, given, run)
     if run.nproc > 1 and not launch.under_torchrun():
-        raise typer.Exit(launch.launch(run.nproc, launch.train_arguments(command.recipe, given, run)))
-    result, exit_code = _train(command.recipe, given, run)
+        raise typer.Exit(launch.launch(run.nproc, launch.train_arguments(preset, given, run)))
+    result, exit_code = _train(preset, given, run)
     _report(result, run)
     if result.interrupted:
         raise typer.Exit(exit_code)
+
+
+def _settings(command: TrainCommand, raw: dict[str, Any]) -> tuple[Optional[str], dict[str, Any], dict[str, Any]]:
+    """(preset, recipe settings, run settings) given: on the command line, over those of --config."""
+    preset, given, run_values = command.recipe, params.parse(Recipe, raw), params.parse(RunSettings, raw)
+    if command.config is None:
+        return preset, given, run_values
+    file_preset, file_recipe, file_run = config.read(command.config)
+    return preset or file_preset, {**file_recipe, **given}, {**file_run, **run_values}
+
+
+def _print_config(preset: Optional[str], given: dict[str, Any], run: RunSettings) -> None:
+    """The settings a run with these options would have, as a config file, on stdout."""
+    if run.resume is not None:
+        from mnistcli import checkpoint, trainer
+
+        resolved = trainer.resolve_for_resume(preset, given, checkpoint.load(run.resume), run.resume)
+    else:
+        resolved = settings.resolve_recipe(preset, given)
+    print(config.to_toml(resolved.recipe, run, resolved.preset), end="")
 
 
 def _train(preset: Optional[str], given: dict[str, Any], run: RunSettings) -> tuple[RunResult, int]:

@@ -1,4 +1,5 @@
-"""`mnistcli serve`: a JSON API and a drawing page over the same core as `predict` (FastAPI).
+"""The web app `mnistcli serve` runs: a JSON API and a drawing page over the same core as `predict`
+(FastAPI; the serve extra).
 
     GET  /             the drawing page (one self-contained file, works offline)
     GET  /api/health   status, model, where it came from, classes, the upload limit
@@ -30,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
-from mnistcli import inference, preprocess
+from mnistcli import inference
 from mnistcli.checkpoint import LoadedModel
 from mnistcli.errors import ImageError, ImageTooLarge
 
@@ -127,22 +128,7 @@ def create_app(loaded: LoadedModel, max_upload: int) -> Any:
     predictor = Predictor(loaded)
     page = resources.files("mnistcli").joinpath("static/index.html").read_text(encoding="utf-8")
 
-    @app.exception_handler(HttpError)
-    async def expected(request: Request, exc: HttpError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": validation_message(exc)}, status_code=422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405
-        message = f"{str(exc.detail).lower()}: {request.method} {request.url.path}"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> JSONResponse:  # logged with its traceback by uvicorn
-        return JSONResponse({"error": "internal server error (a bug: the server log has the traceback)"}, 500)
+    _answer_errors_as_json(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -177,6 +163,27 @@ def create_app(loaded: LoadedModel, max_upload: int) -> Any:
         return await run_in_threadpool(predictor.predict_each, images, input, top_k)
 
     return BodyLimit(app, max_upload)
+
+
+def _answer_errors_as_json(app: Any) -> None:
+    """Every failure of a request, expected or not, answers {"error": "..."} with its status."""
+
+    @app.exception_handler(HttpError)
+    async def expected(request: Request, exc: HttpError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405
+        message = f"{str(exc.detail).lower()}: {request.method} {request.url.path}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:  # logged with its traceback by uvicorn
+        return JSONResponse({"error": "internal server error (a bug: the server log has the traceback)"}, 500)
 
 
 class Predictor:
@@ -215,7 +222,7 @@ class Predictor:
 
     def _read(self, name: str, data: bytes) -> np.ndarray:
         try:
-            return preprocess.load_digit(data, object_size=self.object_size, name=name)
+            return inference.network_input(data, name, object_size=self.object_size)
         except ImageTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
         except ImageError as exc:
@@ -226,10 +233,11 @@ class Predictor:
     ) -> list[dict[str, Any]]:
         k = self.classes if top_k is None else min(top_k, self.classes)  # as `predict --top-k` does
         with self.lock:
-            rows = inference.predict_inputs(self.loaded, inputs, names, top_k=k)
+            predictions = inference.predict_inputs(self.loaded, inputs, names, top_k=k)
+        rows = [p.to_dict() for p in predictions]
         if with_input:
-            for row, x in zip(rows, inputs):
-                row["input"] = png_data_url(x)
+            for row, p in zip(rows, predictions):
+                row["input"] = png_data_url(p.input)
         return rows
 
 
