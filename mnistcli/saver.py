@@ -52,6 +52,12 @@ class CheckpointSaver:
             raise CheckpointError(f"cannot write to output folder {self.out_dir}: {exc.strerror or exc}") from exc
         files.remove_stale_temps(self.out_dir)
 
+    def write_config(self, text: str) -> Path:
+        """config.toml: the run's settings, as `mnistcli train --config` reads them."""
+        path = self.out_dir / files.CONFIG
+        checkpoint.write_file(path, text.encode())
+        return path
+
     def save_epoch(self, ckpt: Checkpoint, is_best: bool) -> list[Path]:
         """The files of a finished epoch, the checkpoint serialised once; returns the checkpoints written."""
         assert ckpt.epoch is not None

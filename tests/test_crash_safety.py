@@ -86,7 +86,14 @@ def test_a_write_the_kernel_refuses_is_one_line_and_keeps_the_previous_files(fix
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write checkpoint" in lines[0] and "File too large" in lines[0], lines
-    assert sorted(os.listdir(out)) == ["best.pt", "curves.png", "epoch-001.pt", "history.csv", "history.json", "last.pt"]
+    assert sorted(os.listdir(out)) == [
+        "best.pt",
+        "curves.png",
+        "epoch-001.pt",
+        "history.csv",
+        "history.json",
+        "last.pt",
+    ]
     before = {p: (out / p).read_bytes() for p in ("last.pt", "best.pt")}
     assert _loads_whole(out / "last.pt").epoch == 1
     resumed = subprocess.run([*args, "--resume", str(out)], capture_output=True, text=True, cwd=ROOT)
