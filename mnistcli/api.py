@@ -100,7 +100,7 @@ class Model:
         black). ImageError names a picture that cannot be read.
         """
         from mnistcli import inference
-        from mnistcli.errors import ImageError, OptionError
+        from mnistcli.errors import OptionError
 
         if top_k < 1:
             raise OptionError(f"top_k must be at least 1, got {top_k}")
@@ -109,7 +109,7 @@ class Model:
         names = [_name(source, i if many else None) for i, source in enumerate(sources)]
         pictures = inference.read_pictures(sources, names, raw, self._loaded.checkpoint.spec.object_size)
         if pictures.failures:
-            raise ImageError(pictures.failures[0].error)
+            raise pictures.failures[0].exception()
         predictions = inference.predict_inputs(self._loaded, pictures.inputs, pictures.names, top_k)
         return predictions if many else predictions[0]
 

@@ -14,6 +14,7 @@ import typer
 from mnistcli import __version__, ui
 from mnistcli.commands import common, params
 from mnistcli.commands.evaluate import evaluate_command
+from mnistcli.commands.explain import explain_command
 from mnistcli.commands.export import export_command
 from mnistcli.commands.predict import predict_command
 from mnistcli.commands.samples import show_samples_command
@@ -55,6 +56,7 @@ app.command("evaluate", cls=params.Command)(evaluate_command)
 app.command("predict", cls=params.Command)(predict_command)
 app.command("show-samples", cls=params.Command)(show_samples_command)
 app.command("export", cls=params.Command)(export_command)
+app.command("explain", cls=params.Command)(explain_command)
 app.command("serve", cls=params.Command)(serve)
 
 

@@ -9,8 +9,9 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -218,3 +219,77 @@ def show(path: Path) -> bool:
     plt.axis("off")
     plt.show()
     return True
+
+
+MAPS_PER_STAGE = 8  # feature maps shown per stage: the most active ones
+
+
+def explanation_figure(explanation: Any, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """One picture of what the network does to a digit: the input it saw, the probabilities, the
+    attribution of the answer and the runner-up; then each stage's outputs in order (its most active
+    maps, or its units), and the first layer's filters or templates."""
+    stages = [s for s in explanation.stages if s.kind != "batch norm"]  # shown with the ReLU after it
+    has_bn = any(s.kind == "batch norm" for s in explanation.stages)
+    image_stages = [s for s in stages if s.values.ndim == 3]
+    unit_stages = [s for s in stages if s.values.ndim == 1]
+    rows = 1 + len(image_stages) + len(unit_stages) + (1 if explanation.filters is not None else 0)
+    fig = Figure(figsize=(11, 1.45 * rows + 0.8), layout="constrained")
+    parts = iter(fig.subfigures(rows, 1, height_ratios=[1.6] + [1] * (rows - 1)))
+    _explanation_top(next(parts), explanation, classes)
+    for stage in image_stages:
+        label = "batch norm + ReLU" if stage.kind == "relu" and has_bn else stage.kind
+        _maps_row(next(parts), stage.values, f"{stage.name.split()[0]}: {label}, {stage.shape}", "viridis")
+    for stage in unit_stages:
+        part = next(parts)
+        part.suptitle(f"{stage.name.split()[0]}: {stage.kind}, {stage.shape[0]} units", x=0.01, ha="left", fontsize=8)
+        ax = part.subplots()
+        ax.bar(range(stage.shape[0]), stage.values, color="tab:purple")
+        if stage.shape[0] == len(classes):
+            ax.set_xticks(range(len(classes)), [c[:6] for c in classes], fontsize=7)
+        ax.set_ylabel("logit" if stage.shape[0] == len(classes) else "activation", fontsize=7)
+        ax.tick_params(labelsize=7)
+    if explanation.filters is not None:
+        templates = explanation.filters.shape[-1] == 28
+        what = "the first layer's weights as 28x28 templates" if templates else "the first convolution's filters"
+        _maps_row(next(parts), explanation.filters, what, "RdBu_r", diverging=True)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def _maps_row(part: Any, maps: np.ndarray, label: str, cmap: str, diverging: bool = False) -> None:
+    """The most active of `maps` (C, H, W) in one row under `label`."""
+    part.suptitle(label, x=0.01, ha="left", fontsize=8)
+    strongest = np.argsort(-np.abs(maps).mean(axis=(1, 2)))[:MAPS_PER_STAGE]
+    for ax, c in zip(part.subplots(1, MAPS_PER_STAGE), list(strongest) + [None] * MAPS_PER_STAGE):
+        ax.set_axis_off()
+        if c is None:
+            continue
+        m = maps[c]
+        top = float(np.abs(m).max()) or 1.0
+        ax.imshow(m, cmap=cmap, interpolation="nearest", **({"vmin": -top, "vmax": top} if diverging else {}))
+        ax.text(0.02, 0.98, str(c), transform=ax.transAxes, fontsize=6, color="white", va="top")
+
+
+def _explanation_top(part: Any, explanation: Any, classes: Sequence[str]) -> None:
+    p = explanation.prediction
+    axes = part.subplots(1, 4, width_ratios=[1, 1.6, 1, 1])
+    axes[0].imshow(p.input, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    axes[0].set_axis_off()
+    axes[0].set_title("the 28x28 input it saw", fontsize=8)
+    colors = ["tab:blue" if i == p.digit else "0.6" for i in range(len(classes))]
+    axes[1].bar(range(len(classes)), explanation.probabilities, color=colors)
+    axes[1].set_xticks(range(len(classes)), [c[:6] for c in classes], fontsize=7)
+    axes[1].set(ylim=(0, 1))
+    axes[1].tick_params(labelsize=7)
+    axes[1].set_title(f"probabilities: {p.label}, {100 * p.confidence:.1f}%", fontsize=8)
+    attributions = list(explanation.attribution.items())
+    for ax, (digit, a), which in zip(axes[2:], attributions, ("the answer", "the runner-up")):
+        top = float(np.abs(a).max()) or 1.0
+        ax.imshow(p.input, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(a, cmap="RdBu_r", vmin=-top, vmax=top, alpha=0.75, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"pixels for {classes[digit]} ({which})\nred for, blue against", fontsize=8)
+    for ax in axes[2 + len(attributions) :]:
+        ax.set_axis_off()
+    part.supxlabel(f"pixel maps: {explanation.method}", fontsize=7, color="0.3")

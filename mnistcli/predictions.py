@@ -57,3 +57,9 @@ class Failure:
 
     def to_dict(self) -> dict[str, str]:
         return {"file": self.file, "error": self.error}
+
+    def exception(self) -> Exception:
+        """The ImageError (or ImageTooLarge) to raise for it."""
+        from mnistcli.errors import ImageError, ImageTooLarge
+
+        return ImageTooLarge(self.error) if self.too_large else ImageError(self.error)
