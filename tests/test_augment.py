@@ -198,7 +198,7 @@ def test_what_each_surrounding_does_to_a_digit():
     noise = surround(x, Surroundings(noise=1.0), g)
     assert (noise[blank] > 0).float().mean() > 0.02  # grain on the blank field
     blurred = surround(x, Surroundings(blur=1.0), g)
-    assert (blurred.float().diff(dim=2).abs().mean() < x.float().diff(dim=2).abs().mean())  # softer edges
+    assert blurred.float().diff(dim=2).abs().mean() < x.float().diff(dim=2).abs().mean()  # softer edges
     marked = surround(x, Surroundings(marks=1.0), g)
     assert ((marked > 100) & blank).flatten(1).any(1).float().mean() > 0.9  # ink where there was none
     outlined = surround(x, Surroundings(outline=1.0), g).float()

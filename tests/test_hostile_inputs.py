@@ -101,10 +101,10 @@ def _animated_gif() -> bytes:
         ("truncated.jpg", _jpeg(big_digit("RGB"))[:400], "truncated or corrupt image"),
         ("bomb.png", bomb_png(50_000, 50_000), "image too large"),
         # Between mnistcli's 40 MP limit and Pillow's own (~179 MP): only mnistcli's check stops it.
-        ("big.png", bomb_png(8_000, 6_000), "image too large (8000x6000 pixels)"),
+        ("big.png", bomb_png(8_000, 6_000), "image too large (8000x6000 pixels); the limit is 40 megapixels"),
         ("tiny.png", png_bytes(Image.new("L", (1, 1), 0)), "too small to hold a digit"),
         ("blank.png", png_bytes(Image.new("RGB", (200, 150), (250, 250, 250))), "no digit found"),
-        ("empty.png", b"", "not an image"),
+        ("empty.png", b"", "empty.png: empty file"),
         ("text.png", b"hello, world\n" * 20, "not an image"),
     ],
 )
