@@ -13,6 +13,7 @@ import typer
 
 from mnistcli import __version__, ui
 from mnistcli.commands import common, params
+from mnistcli.commands.compare import compare_command
 from mnistcli.commands.evaluate import evaluate_command
 from mnistcli.commands.explain import explain_command
 from mnistcli.commands.export import export_command
@@ -57,6 +58,7 @@ app.command("predict", cls=params.Command)(predict_command)
 app.command("show-samples", cls=params.Command)(show_samples_command)
 app.command("export", cls=params.Command)(export_command)
 app.command("explain", cls=params.Command)(explain_command)
+app.command("compare", cls=params.Command)(compare_command)
 app.command("serve", cls=params.Command)(serve)
 
 

@@ -57,8 +57,8 @@ def training_curves_png(
         style = {"color": color, "marker": "o", "markersize": 3, "label": NAMES[split]}
         ax_loss.plot(epochs, [v if v is not None else math.nan for v in loss], **style)
         ax_acc.plot(epochs, [100 * a if a is not None else math.nan for a in acc], **style)
-    ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy, log scale)", title="Loss")
-    ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="Epoch", ylabel="Loss (cross-entropy)", title="Loss")
+    _loss_scale(ax_loss)
     ax_acc.set(xlabel="Epoch", ylabel="Accuracy (%)", title="Accuracy")
     ax_acc.set_ylim(*_accuracy_limits(history))
     if best_epoch is not None:
@@ -77,6 +77,14 @@ def training_curves_png(
         fig.suptitle(title)
     fig.subplots_adjust(bottom=0.2)
     return figure_png(fig)
+
+
+def _loss_scale(ax: Any) -> None:
+    """A log scale where the losses span more than a factor of 10, else a plain one (readable ticks)."""
+    values = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0 and math.isfinite(y)]
+    if values and max(values) / min(values) > 10:
+        ax.set_yscale("log")
+        ax.set_ylabel(ax.get_ylabel() + ", log scale")
 
 
 def _accuracy_limits(history: Sequence[HistoryRow]) -> tuple[float, float]:
@@ -234,7 +242,8 @@ def explanation_figure(explanation: Any, classes: Sequence[str], path: Path, tit
     unit_stages = [s for s in stages if s.values.ndim == 1]
     rows = 1 + len(image_stages) + len(unit_stages) + (1 if explanation.filters is not None else 0)
     fig = Figure(figsize=(11, 1.45 * rows + 0.8), layout="constrained")
-    parts = iter(fig.subfigures(rows, 1, height_ratios=[1.6] + [1] * (rows - 1)))
+    subfigures: Any = fig.subfigures(rows, 1, height_ratios=[1.6] + [1] * (rows - 1))
+    parts = iter(np.atleast_1d(subfigures))
     _explanation_top(next(parts), explanation, classes)
     for stage in image_stages:
         label = "batch norm + ReLU" if stage.kind == "relu" and has_bn else stage.kind
@@ -293,3 +302,41 @@ def _explanation_top(part: Any, explanation: Any, classes: Sequence[str]) -> Non
     for ax in axes[2 + len(attributions) :]:
         ax.set_axis_off()
     part.supxlabel(f"pixel maps: {explanation.method}", fontsize=7, color="0.3")
+
+
+def comparison_figure(runs: Sequence[Any], path: Path, title: str = "") -> Path:
+    """Every run's test accuracy, test loss and training accuracy per epoch, one colour per run."""
+    fig = Figure(figsize=(13, 4.4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    panels = (
+        ("test_acc", "Test accuracy (%)", 100),
+        ("test_loss", "Test loss (log scale)", 1),
+        ("train_acc", "Training accuracy (%)", 100),
+    )
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        epochs = [r.epoch for r in run.history]
+        for ax, (key, _, scale) in zip(axes, panels):
+            values = [getattr(r, key) for r in run.history]
+            ax.plot(
+                epochs,
+                [scale * v if v is not None else math.nan for v in values],
+                "o-",
+                ms=3,
+                color=color,
+                label=run.name,
+            )
+    for ax, (_, label, _) in zip(axes, panels):
+        ax.set(xlabel="Epoch", ylabel=label, title=label.split(" (")[0])
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
+    _loss_scale(axes[1])
+    held_out = [100 * r.test_acc for run in runs for r in run.history if r.test_acc is not None]
+    if held_out:  # from a little under the runs' lowest test accuracy after their first epoch
+        later = [100 * r.test_acc for run in runs for r in run.history[1:] if r.test_acc is not None] or held_out
+        axes[0].set_ylim(max(0.0, min(later) - 0.5), min(100.0, max(held_out) + 0.2))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -287,3 +287,39 @@ def distribution_table(counts: Sequence[int], classes: Sequence[str], title: str
         None, ["Class", "Count", "Share"], [(c, f"{n:,}", pct(n / total, 1)) for c, n in zip(classes, counts)]
     )
     return Group(Text(title, style="italic"), table)
+
+
+COMPARISON_COLUMNS = (
+    "Run", "Model", "Parameters", "Recipe", "Epochs", "Seconds", "img/s", "Best val", "best.pt test", "Last test",
+    "First at 99%",
+)  # fmt: skip
+
+
+def comparison_rows(runs: Sequence[Any]) -> list[list[str]]:
+    return [
+        [
+            r.name,
+            r.model,
+            f"{r.parameters:,}",
+            r.changes,
+            f"{r.epochs_done}" + (f" of {r.epochs}" if r.epochs_done < r.epochs else ""),
+            f"{r.seconds:.0f}",
+            f"{r.images_per_s:,.0f}",
+            pct(r.best_val),
+            pct(r.best_test),
+            pct(r.last_test),
+            f"epoch {r.first_at_target}" if r.first_at_target is not None else "never",
+        ]
+        for r in runs
+    ]
+
+
+def comparison_table(runs: Sequence[Any]) -> Table:
+    return simple_table("Runs compared", COMPARISON_COLUMNS, comparison_rows(runs), text_columns=(0, 1, 3, 10))
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table to paste into a report (GitHub-flavoured Markdown)."""
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -38,7 +38,7 @@ def test_help_lists_exactly_the_commands():
     assert result.exit_code == 0, result.output
     panel = result.stdout[result.stdout.index("Commands:") :]
     names = re.findall(r"^  (\S+) ", panel, re.M)
-    assert names == ["train", "evaluate", "predict", "show-samples", "export", "serve"], names
+    assert names == ["train", "evaluate", "predict", "show-samples", "export", "explain", "compare", "serve"], names
 
 
 # Options with nothing to default to (a path that is only used when given).
