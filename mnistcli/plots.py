@@ -310,7 +310,7 @@ def comparison_figure(runs: Sequence[Any], path: Path, title: str = "") -> Path:
     axes = fig.subplots(1, 3)
     panels = (
         ("test_acc", "Test accuracy (%)", 100),
-        ("test_loss", "Test loss (log scale)", 1),
+        ("test_loss", "Test loss", 1),
         ("train_acc", "Training accuracy (%)", 100),
     )
     for i, run in enumerate(runs):

@@ -183,7 +183,6 @@ class TrainDisplay:
         saved = ", ".join(p.name for p in end.saved)
         parts.append(f"saved {saved}" + (" [green](new best)[/]" if end.is_best else ""))
         self.out.print(" | ".join(parts), soft_wrap=True)
-        self.header_shown = False
 
     def notice(self, message: str) -> None:
         """A line printed above the live bar (safe to call from a signal handler)."""

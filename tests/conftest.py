@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_dataset
+from helpers import NEUTRAL, ROOT, write_dataset
+
+# Child processes (which run in an empty folder, helpers.NEUTRAL) import this checkout's code.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # tools/mutation.sh runs the suite once per mutant; there the session fixtures are built once,
 # by the unmutated code, and shared through this folder.
@@ -40,6 +43,15 @@ def fixture_data_flat(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("mnist_flat"), gz=False, layout="flat")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _neutral_folder():
+    """Session and module fixtures, too, run in an empty folder (tests then each get their own)."""
+    before = os.getcwd()
+    os.chdir(NEUTRAL)
+    yield
+    os.chdir(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
     # Tests say where the data is: a developer's MNISTCLI_DATA_DIR or cache must not leak in,
@@ -47,6 +59,9 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("MNISTCLI_DATA_DIR", raising=False)
     monkeypatch.delenv("MNISTCLI_DEBUG", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    # Every test starts in an empty folder of its own: what is in the folder pytest runs from (a
+    # quick start's ./checkpoints/best.pt, a ./data) must not change what it sees.
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import zlib
@@ -26,6 +27,10 @@ from mnistcli.dataset_specs import DATASETS, RAW_FILES
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+# Child processes run in an empty folder of their own, never in the repository or the folder pytest was
+# started from: a user's ./checkpoints/best.pt or ./data there must not change what a test sees. They
+# import this checkout's mnistcli through PYTHONPATH (set in conftest.py).
+NEUTRAL = Path(tempfile.mkdtemp(prefix="mnistcli-tests-cwd-"))
 
 
 def _has_all(folder: Path, names: list[str]) -> bool:
@@ -49,7 +54,7 @@ def run(*args: Any, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
-def run_module(*args: Any, cwd: Path = ROOT, timeout: int = 600, check: bool = True, **kw: Any):
+def run_module(*args: Any, cwd: Path = NEUTRAL, timeout: int = 600, check: bool = True, **kw: Any):
     """Run `python -m mnistcli ARGS` in a child process."""
     cmd = [sys.executable, "-m", "mnistcli", *map(str, args)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, **kw)
@@ -69,7 +74,7 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnistcli", "serve", "--port", str(port), *args],
-        cwd=ROOT,
+        cwd=NEUTRAL,
         stdout=subprocess.DEVNULL,  # its access log: never read, so never let it fill a pipe and stall
         stderr=subprocess.PIPE,
         text=True,

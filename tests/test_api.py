@@ -10,7 +10,7 @@ from PIL import Image
 
 import mnistcli
 
-from helpers import ROOT, render_digits, run
+from helpers import NEUTRAL, render_digits, run
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _bundled():
 
 def test_import_mnistcli_imports_no_torch():
     code = "import sys, mnistcli; print('torch' in sys.modules, sorted(mnistcli.__all__)[:3])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=NEUTRAL, check=True).stdout
     assert out.startswith("False"), out
 
 
@@ -126,7 +126,7 @@ def test_a_client_of_the_api_type_checks(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import mnistcli\nlabel: int = mnistcli.load().predict('d.png').label\n")
     mypy = [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache")]
-    ok = subprocess.run([*mypy, str(client)], capture_output=True, text=True, cwd=ROOT)
+    ok = subprocess.run([*mypy, str(client)], capture_output=True, text=True, cwd=NEUTRAL)
     assert ok.returncode == 0, ok.stdout
-    wrong = subprocess.run([*mypy, str(bad)], capture_output=True, text=True, cwd=ROOT)
+    wrong = subprocess.run([*mypy, str(bad)], capture_output=True, text=True, cwd=NEUTRAL)
     assert wrong.returncode == 1 and "incompatible types in assignment" in wrong.stdout.lower(), wrong.stdout

@@ -16,7 +16,7 @@ import torch
 from mnistcli import checkpoint
 
 from crashing import CRASHED
-from helpers import ROOT, train_cmd
+from helpers import NEUTRAL, ROOT, train_cmd
 
 pytestmark = pytest.mark.slow
 RUN = ("--epochs", 3, "--seed", 1)
@@ -26,7 +26,7 @@ RUN = ("--epochs", 3, "--seed", 1)
 def straight_run(fixture_data, tmp_path_factory) -> Path:
     """The same three epochs without a crash: what every crashed-and-resumed run must end as."""
     out = tmp_path_factory.mktemp("straight")
-    subprocess.run(train_cmd(fixture_data, out, *RUN), check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(train_cmd(fixture_data, out, *RUN), check=True, capture_output=True, cwd=NEUTRAL)
     history = json.loads((out / "history.json").read_text())
     assert [h["val_acc"] for h in history][1] > history[0]["val_acc"], "epoch 2 must be a new best.pt here"
     return out
@@ -34,7 +34,7 @@ def straight_run(fixture_data, tmp_path_factory) -> Path:
 
 def crash(point: str, name: str, args: list[str]) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "tests" / "crashing.py"), point, name, "1", "--", *args[3:]]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL)
 
 
 def _loads_whole(path: Path) -> checkpoint.Checkpoint:
@@ -68,7 +68,7 @@ def test_a_crash_at_any_step_of_a_save_loses_nothing(fixture_data, tmp_path, str
         _loads_whole(path)
 
     resumed = subprocess.run(
-        train_cmd(fixture_data, out, *RUN, "--resume", out), capture_output=True, text=True, cwd=ROOT
+        train_cmd(fixture_data, out, *RUN, "--resume", out), capture_output=True, text=True, cwd=NEUTRAL
     )
     assert resumed.returncode == 0, resumed.stderr
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")], "the resumed run clears stale temp files"
@@ -96,7 +96,7 @@ def test_a_write_the_kernel_refuses_is_one_line_and_keeps_the_previous_files(fix
     ]
     before = {p: (out / p).read_bytes() for p in ("last.pt", "best.pt")}
     assert _loads_whole(out / "last.pt").epoch == 1
-    resumed = subprocess.run([*args, "--resume", str(out)], capture_output=True, text=True, cwd=ROOT)
+    resumed = subprocess.run([*args, "--resume", str(out)], capture_output=True, text=True, cwd=NEUTRAL)
     assert resumed.returncode == 0, resumed.stderr
     assert [h.epoch for h in checkpoint.load(out / "last.pt").history] == [1, 2, 3]
     assert before["last.pt"] != (out / "last.pt").read_bytes()

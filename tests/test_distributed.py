@@ -11,7 +11,7 @@ import torch
 
 from mnistcli import checkpoint, distributed
 
-from helpers import REAL_MNIST, needs_real_mnist
+from helpers import NEUTRAL, REAL_MNIST, needs_real_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_each_process_takes_its_own_share_of_every_batch(world, batch, n):
 
 def train(*args):
     cmd = [sys.executable, "-m", "mnistcli", "train", "--no-download", *map(str, args)]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -86,7 +86,7 @@ def test_batch_must_split_evenly(fixture_data, tmp_path):
         "--epochs",
         "1",
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL, timeout=300)
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
 
 

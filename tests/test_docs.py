@@ -81,3 +81,11 @@ def test_the_unsure_threshold_is_the_one_the_readme_states():
     above = prediction("b.png", [threshold + 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
     assert below.unsure is True and below.runner_up is not None and below.runner_up.digit == 9
     assert above.unsure is False
+
+
+def test_every_commands_help_fits_80_columns_with_plain_value_names():
+    for command in [*NO_DEFAULT, "compare", "explain"]:
+        result = run(command, "--help", env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert max(map(len, result.stdout.splitlines())) <= 80, command
+        assert not re.search(r"<[\w\[\]]+>", result.stdout), f"{command}: {re.search(r'<[^>]+>', result.stdout)}"

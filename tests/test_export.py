@@ -1,6 +1,7 @@
 """`mnistcli export`: inference-only files that load everywhere a checkpoint does, and ONNX."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -105,3 +106,28 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_probabilities(trained_run
         net, torch.from_numpy(images), mean=source.spec.mean, std=source.spec.std, temperature=source.temperature
     ).numpy()
     assert np.allclose(probs, direct, atol=1e-4)
+
+
+@pytest.fixture
+def umask_027():
+    before = os.umask(0o027)
+    yield 0o640  # the mode a new file gets under it
+    os.umask(before)
+
+
+def test_every_file_written_gets_the_umasks_mode_not_a_temp_files(trained_run, fixture_data, tmp_path, umask_027):
+    pytest.importorskip("onnxruntime")
+    for name in ("model.safetensors", "model.onnx"):
+        assert run("export", trained_run / "best.pt", tmp_path / name).exit_code == 0
+    out = tmp_path / "run"
+    result = run(
+        "train", "--data-dir", fixture_data, "--out-dir", out, "--epochs", 1, "--model", "fc", "--val-size", 100
+    )
+    assert result.exit_code == 0, result.output
+    written = [
+        tmp_path / "model.safetensors",
+        tmp_path / "model.onnx",
+        *sorted(p for p in out.iterdir() if p.is_file()),
+    ]
+    assert {"last.pt", "best.pt", "history.json", "curves.png", "config.toml"} <= {p.name for p in written}
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(umask_027) for p in written}

@@ -11,7 +11,7 @@ import torch
 
 from mnistcli.optim import SGD
 
-from helpers import ROOT
+from helpers import NEUTRAL
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -86,7 +86,7 @@ def test_a_training_run_never_imports_torch_dynamo(fixture_data, tmp_path):
         "try:\n    app(prog_name='mnistcli')\nexcept SystemExit:\n    pass\n"
         "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=NEUTRAL, timeout=300)
     assert result.returncode == 0 and (tmp_path / "last.pt").is_file(), result.stderr
     assert result.stdout.strip().endswith("no dynamo"), result.stdout[-300:]
 

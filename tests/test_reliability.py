@@ -20,7 +20,7 @@ from PIL import Image
 from mnistcli import checkpoint
 from mnistcli.models import create_model
 
-from helpers import ROOT, one_error_line, run, train_cmd
+from helpers import NEUTRAL, one_error_line, run, train_cmd
 
 
 class Evil:
@@ -124,7 +124,7 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(fixture_data, tmp_p
         if (out / "last.pt").exists():
             cmd += ["--resume", str(out / "last.pt")]
         done_before = len(_epochs_in(out)) if (out / "last.pt").exists() else 0
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=NEUTRAL)
         deadline = time.time() + 60
         while not (out / f"epoch-{done_before + 1:03d}.pt").exists() and time.time() < deadline:
             time.sleep(0.02)
@@ -138,7 +138,7 @@ def test_sigkill_at_random_moments_never_breaks_a_checkpoint(fixture_data, tmp_p
         assert done == list(range(1, len(done) + 1)) and len(done) >= done_before
     final = len(_epochs_in(out)) + 2
     cmd = _train_cmd(fixture_data, out, "--epochs", final, "--seed", 3, "--resume", out / "last.pt")
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=NEUTRAL)
     assert _epochs_in(out) == list(range(1, final + 1))
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, final + 1))
@@ -153,7 +153,7 @@ def test_sigint_and_sigterm_save_a_resumable_checkpoint(fixture_data, tmp_path, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=NEUTRAL,
     )
     deadline = time.time() + 60
     while not (out / "epoch-001.pt").exists() and time.time() < deadline:
@@ -168,7 +168,7 @@ def test_sigint_and_sigterm_save_a_resumable_checkpoint(fixture_data, tmp_path, 
         _train_cmd(fixture_data, out, "--epochs", ckpt.epoch + 2, "--resume", out / "last.pt"),
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=NEUTRAL,
     )
     assert result.returncode == 0, result.stderr
     assert _epochs_in(out) == list(range(1, ckpt.epoch + 3))

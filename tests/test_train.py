@@ -300,6 +300,7 @@ def test_a_row_of_loss_and_accuracy_every_log_every_batches(fixture_data, tmp_pa
     assert result.exit_code == 0, result.output
     rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)%\s*$", result.stdout, re.MULTILINE)
     assert [(int(e), int(b)) for e, b, _, _ in rows] == [(1, 3), (1, 6), (2, 3), (2, 6)], result.stdout
+    assert len(re.findall(r"^\s*Epoch\s+Batch\s", result.stdout, re.MULTILINE)) == 1, result.stdout  # once a run
 
 
 def test_the_schedule_spans_the_epochs_asked_for(fixture_data, tmp_path):

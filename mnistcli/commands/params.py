@@ -9,6 +9,7 @@ parser's own usage errors into one line too.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -147,11 +148,12 @@ class Command(TyperCommand):
         arguments: list[tuple[str, str]] = []
         panels: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
+            _plain_metavar(param)
             record = param.get_help_record(ctx)
             if record is None:
                 continue
             if param.param_type_name == "argument":
-                arguments.append(record)
+                arguments.append(_argument_record(param, record))
                 continue
             panel = getattr(param, "rich_help_panel", None) or "Options"
             panels.setdefault(panel, []).append(record)
@@ -162,6 +164,25 @@ class Command(TyperCommand):
         for panel in order:
             with formatter.section(panel):
                 formatter.write_dl(panels[panel])
+
+
+def _plain_metavar(param: Any) -> None:
+    """What --help shows for a value no declaration names: N, X, PATH, a|b|c (not Typer's `<int>`)."""
+    if param.metavar is not None or getattr(param, "is_flag", False):
+        return
+    kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    kind = next(iter(getattr(kind, "__args__", ())), kind)  # list[Path] -> Path
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        param.metavar = "|".join(str(m.value) for m in kind)
+    else:
+        names: dict[Any, str] = {int: "N", float: "X", str: "TEXT", Path: "PATH"}
+        param.metavar = names.get(kind, "VALUE")
+
+
+def _argument_record(param: Any, record: tuple[str, str]) -> tuple[str, str]:
+    """An argument by its name alone (IMAGES..., CKPT), as the usage line spells it."""
+    name = param.metavar if param.metavar not in (None, "PATH") else (param.name or "value").upper()
+    return (name + ("..." if param.nargs == -1 and not name.endswith("...") else ""), record[1])
 
 
 class Group(TyperGroup):
