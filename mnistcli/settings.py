@@ -377,6 +377,14 @@ class RunSettings:
         at_least=1,
         metavar="N",
     )
+    tensorboard: bool = setting(
+        False,
+        "Also log the loss, accuracy, learning rate, validation and test figures as TensorBoard event files in "
+        "the run folder (the tensorboard extra); view with tensorboard --logdir on the runs' parent folder.",
+        panel=FILES,
+        flag="--tensorboard",
+        on_resume=True,
+    )
     command: str = setting("", "The command line that started the run, kept in its checkpoints.", cli=False)
 
     @property
@@ -390,6 +398,10 @@ class RunSettings:
 
     def check(self) -> None:
         declare.check(self)
+        if self.tensorboard:
+            from mnistcli import tensorboard_log
+
+            tensorboard_log.require()
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistcli import checkpoint, config, distributed, settings
+from mnistcli import checkpoint, config, distributed, settings, tensorboard_log
 from mnistcli.augment import Distortion, Surroundings, distort, random_shift, surround
 from mnistcli.checkpoint import Checkpoint, RunConfig, StopPosition
 from mnistcli.data import Dataset, Split, load_dataset, num_batches
@@ -193,15 +193,21 @@ def fit(
     run_settings.check()
     device = select_device(run_settings.device)
     group = distributed.from_env(device.type)  # under torchrun: this process's rank
+    log: Optional[tensorboard_log.TensorBoardHooks] = None
     try:
         path = run_settings.resume
         saved = checkpoint.load(path, map_location="cpu") if path is not None else None
         resolved = resolve_for_resume(preset, given, saved, path)
         run, progress = set_up(resolved, run_settings, device, group, saved)
-        reporting = hooks if hooks is not None and run.main else SilentHooks()
+        reporting: Hooks = hooks if hooks is not None and run.main else SilentHooks()
+        if run_settings.tensorboard and run.main:
+            log = tensorboard_log.TensorBoardHooks(run.saver.out_dir)
+            reporting = tensorboard_log.BothHooks(reporting, log)
         reporting.on_start(start_info(run, progress, resolved))
         return run_epochs(run, progress, reporting, should_stop)
     finally:
+        if log is not None:
+            log.close()  # before the quick exit of the command line: the last events reach the disk
         distributed.shutdown()
 
 
