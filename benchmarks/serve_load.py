@@ -5,6 +5,10 @@ after another (a drawing-sized PNG to POST /api/predict), and prints how many su
 median and 99th-percentile latency, and requests per second.
 
     python benchmarks/serve_load.py --requests 200 --clients 8
+    python benchmarks/serve_load.py --requests 200 --clients 1 --query "input=true&explain=true"
+
+`--query` is the query string of each request: the page sends `input=true`, and
+`input=true&explain=true` while it shows the network's insides.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ def drawing() -> bytes:
     return buf.getvalue()
 
 
-def post(url: str, body: bytes) -> tuple[int, float]:
-    request = urllib.request.Request(url + "/api/predict", data=body, headers={"Content-Type": "image/png"})
+def post(url: str, body: bytes, query: str = "") -> tuple[int, float]:
+    target = url + "/api/predict" + (f"?{query}" if query else "")
+    request = urllib.request.Request(target, data=body, headers={"Content-Type": "image/png"})
     t0 = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as response:
         response.read()
@@ -48,6 +53,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--checkpoint", "-c", type=Path, default=None)
+    ap.add_argument("--query", default="", help="query string of each request, e.g. input=true&explain=true")
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,10 +72,10 @@ def main() -> None:
                 time.sleep(0.2)
         body = drawing()
         for _ in range(5):
-            post(url, body)  # warm up
+            post(url, body, args.query)  # warm up
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            results = list(pool.map(lambda _: post(url, body), range(args.requests)))
+            results = list(pool.map(lambda _: post(url, body, args.query), range(args.requests)))
         wall = time.perf_counter() - t0
     finally:
         server.terminate()
@@ -77,7 +83,7 @@ def main() -> None:
     ok = sum(status == 200 for status, _ in results)
     latencies = sorted(seconds * 1000 for _, seconds in results)
     p99 = float(np.percentile(latencies, 99))
-    print(f"{args.requests} requests from {args.clients} clients: {ok} succeeded")
+    print(f"{args.requests} requests ?{args.query} from {args.clients} clients: {ok} succeeded")
     print(f"latency p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms; {args.requests / wall:.1f} requests/s")
 
 

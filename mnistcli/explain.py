@@ -21,6 +21,7 @@ from mnistcli.data import normalize
 from mnistcli.predictions import Prediction
 
 ATTRIBUTION_METHOD = "integrated gradients (Sundararajan et al. 2017)"
+MAPS_SHOWN = 8  # of each stage's channels, the most active are shown (the figure and the drawing page)
 IG_STEPS = 32  # points on the path: the completeness error is then under 1% of the logit's rise here
 
 
@@ -35,6 +36,10 @@ class Stage:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return self.values.ndim == 3
 
 
 @dataclass
@@ -67,6 +72,11 @@ class Explanation:
                 },
             },
         }
+
+
+def strongest_channels(maps: np.ndarray, n: int = MAPS_SHOWN) -> list[int]:
+    """Of maps (C, H, W), the n channels with the largest mean absolute value, most active first."""
+    return [int(c) for c in np.argsort(-np.abs(maps).mean(axis=(1, 2)))[:n]]
 
 
 _KINDS = {

@@ -229,7 +229,7 @@ def show(path: Path) -> bool:
     return True
 
 
-MAPS_PER_STAGE = 8  # feature maps shown per stage: the most active ones
+MAPS_PER_STAGE = 8  # feature maps shown per stage: the most active ones (explain.strongest_channels)
 
 
 def explanation_figure(explanation: Any, classes: Sequence[str], path: Path, title: str = "") -> Path:
@@ -269,7 +269,9 @@ def explanation_figure(explanation: Any, classes: Sequence[str], path: Path, tit
 def _maps_row(part: Any, maps: np.ndarray, label: str, cmap: str, diverging: bool = False) -> None:
     """The most active of `maps` (C, H, W) in one row under `label`."""
     part.suptitle(label, x=0.01, ha="left", fontsize=8)
-    strongest = np.argsort(-np.abs(maps).mean(axis=(1, 2)))[:MAPS_PER_STAGE]
+    from mnistcli.explain import strongest_channels
+
+    strongest = strongest_channels(maps, MAPS_PER_STAGE)
     for ax, c in zip(part.subplots(1, MAPS_PER_STAGE), list(strongest) + [None] * MAPS_PER_STAGE):
         ax.set_axis_off()
         if c is None:

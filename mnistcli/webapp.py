@@ -6,7 +6,9 @@
     POST /api/predict  one image (multipart field `image`, or a raw body with an image type)
                        -> the object `predict --json` gives for one file; repeated `image`
                        fields -> a list of them. `?input=true` adds the 28x28 input as a PNG;
-                       `?top_k=3` lists the 3 most likely classes (default: all of them).
+                       `?top_k=3` lists the 3 most likely classes (default: all of them);
+                       `?explain=true` adds what `mnistcli explain` shows: each stage's most
+                       active outputs and the attribution maps of the answer and runner-up, as PNGs.
 
 Bad input gets a 4xx with {"error": "..."} (a bad query parameter or an unknown path too);
 uploads stay in memory and are never written to disk. The model is loaded once and one
@@ -22,6 +24,7 @@ import email.policy
 import io
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
 
@@ -34,6 +37,7 @@ from starlette.exceptions import HTTPException
 from mnistcli import inference
 from mnistcli.checkpoint import LoadedModel
 from mnistcli.errors import ImageError, ImageTooLarge
+from mnistcli.predictions import Prediction
 
 MAX_IMAGES = 64  # images in one request
 IMAGE_TYPES = ("image/",)
@@ -56,6 +60,41 @@ _ROW = {
         "runner_up": {"anyOf": [_RANKED, {"type": "null"}]},
         "top_k": {"type": "array", "items": _RANKED, "minItems": 1},
         "input": {"type": "string", "description": "the 28x28 input as a PNG data URL (with input=true)"},
+        "explain": {
+            "type": "object",
+            "description": "with explain=true: each stage's outputs and the attribution maps, as PNG data URLs",
+            "properties": {
+                "method": {"type": "string"},
+                "stages": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}},
+                            "channels": {"type": "array", "items": {"type": "integer"}},
+                            "image": {"type": "string"},
+                        },
+                        "required": ["name", "kind", "shape", "image"],
+                    },
+                },
+                "attribution": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "digit": {"type": "integer"},
+                            "label": {"type": "string"},
+                            "ink_share": {"type": "number"},
+                            "image": {"type": "string"},
+                        },
+                        "required": ["digit", "label", "ink_share", "image"],
+                    },
+                },
+            },
+            "required": ["method", "stages", "attribution"],
+        },
     },
     "required": ["file", "digit", "label", "confidence", "unsure", "runner_up", "top_k"],
 }
@@ -153,14 +192,17 @@ def create_app(loaded: LoadedModel, max_upload: int) -> Any:
         input: bool = Query(False, description="add the 28x28 input the network saw, as a PNG data URL"),
         # None (left out): all classes; declared int so that the description says "an integer, at least 1"
         top_k: int = Query(None, ge=1, description="how many most likely classes to list (default: all)"),
+        explain: bool = Query(False, description="add each stage's outputs and the attribution maps, as PNGs"),
     ) -> Any:
         """One image as multipart field `image` (repeat the field for several) or as a raw body with an
         image content type. `input=true` adds the 28x28 input the network saw, as a PNG data URL;
-        `top_k` lists that many most likely classes (default: all of them)."""
+        `top_k` lists that many most likely classes (default: all of them); `explain=true` adds what
+        the network did with it (as `mnistcli explain`)."""
         images = read_images(request.headers.get("content-type", ""), await request.body())
+        extras = Extras(input, top_k, explain)
         if len(images) == 1:
-            return await run_in_threadpool(predictor.predict, *images[0], input, top_k)
-        return await run_in_threadpool(predictor.predict_each, images, input, top_k)
+            return await run_in_threadpool(predictor.predict, *images[0], extras)
+        return await run_in_threadpool(predictor.predict_each, images, extras)
 
     return BodyLimit(app, max_upload)
 
@@ -186,6 +228,15 @@ def _answer_errors_as_json(app: Any) -> None:
         return JSONResponse({"error": "internal server error (a bug: the server log has the traceback)"}, 500)
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a request asks for besides the answer (its query parameters)."""
+
+    input: bool = False
+    top_k: Optional[int] = None
+    explain: bool = False
+
+
 class Predictor:
     """The model, loaded once, behind a lock: one forward pass at a time whatever the request threads."""
 
@@ -195,14 +246,12 @@ class Predictor:
         self.object_size = loaded.checkpoint.spec.object_size
         self.classes = len(loaded.checkpoint.classes)
 
-    def predict(self, name: str, data: bytes, with_input: bool = False, top_k: Optional[int] = None) -> dict[str, Any]:
+    def predict(self, name: str, data: bytes, extras: Optional[Extras] = None) -> dict[str, Any]:
         """The row `predict --json --top-k K` gives for one file (K: all classes unless given); HttpError
         for a picture that cannot be read."""
-        return self._rows([name], [self._read(name, data)], with_input, top_k)[0]
+        return self._rows([name], [self._read(name, data)], extras or Extras())[0]
 
-    def predict_each(
-        self, images: list[tuple[str, bytes]], with_input: bool = False, top_k: Optional[int] = None
-    ) -> list[dict[str, Any]]:
+    def predict_each(self, images: list[tuple[str, bytes]], extras: Optional[Extras] = None) -> list[dict[str, Any]]:
         """Several pictures, in one forward pass: a row each, or {"file", "error", "status"} for one
         that cannot be read."""
         rows: list[Optional[dict[str, Any]]] = []
@@ -216,7 +265,7 @@ class Predictor:
             places.append(len(rows))
             names.append(name)
             rows.append(None)
-        for place, row in zip(places, self._rows(names, inputs, with_input, top_k)):
+        for place, row in zip(places, self._rows(names, inputs, extras or Extras())):
             rows[place] = row
         return [row for row in rows if row is not None]
 
@@ -228,17 +277,68 @@ class Predictor:
         except ImageError as exc:
             raise HttpError(422, str(exc)) from exc
 
-    def _rows(
-        self, names: list[str], inputs: list[np.ndarray], with_input: bool, top_k: Optional[int]
-    ) -> list[dict[str, Any]]:
-        k = self.classes if top_k is None else min(top_k, self.classes)  # as `predict --top-k` does
+    def _rows(self, names: list[str], inputs: list[np.ndarray], extras: Extras) -> list[dict[str, Any]]:
+        k = self.classes if extras.top_k is None else min(extras.top_k, self.classes)  # as `predict --top-k` does
         with self.lock:
             predictions = inference.predict_inputs(self.loaded, inputs, names, top_k=k)
+            explained = [self._explain(p) for p in predictions] if extras.explain else []
         rows = [p.to_dict() for p in predictions]
-        if with_input:
-            for row, p in zip(rows, predictions):
+        for row, p in zip(rows, predictions):
+            if extras.input:
                 row["input"] = png_data_url(p.input)
+        for row, doc in zip(rows, explained):
+            row["explain"] = doc
         return rows
+
+    def _explain(self, p: Prediction) -> dict[str, Any]:
+        from mnistcli import explain
+
+        return explanation_json(explain.explain(self.loaded, p), self.loaded.checkpoint.classes)
+
+
+def explanation_json(explanation: Any, classes: list[str]) -> dict[str, Any]:
+    """What the page shows of an explanation: each stage's most active outputs side by side (one
+    grey PNG a stage, each map scaled to its own range), and each attribution map as a PNG (red
+    for the class, blue against)."""
+    from mnistcli.explain import strongest_channels
+
+    stages = []
+    for stage in explanation.stages:
+        shown = strongest_channels(stage.values) if stage.is_image else []
+        maps = stage.values[shown] if stage.is_image else stage.values.reshape(1, 1, -1)
+        stages.append(
+            {
+                "name": stage.name,
+                "kind": stage.kind,
+                "shape": list(stage.shape),
+                "channels": shown,
+                "image": maps_png(maps),
+            }
+        )
+    attribution = [
+        {"digit": d, "label": classes[d], "ink_share": explanation.ink_share(d), "image": attribution_png(a)}
+        for d, a in explanation.attribution.items()
+    ]
+    return {"method": explanation.method, "stages": stages, "attribution": attribution}
+
+
+def maps_png(maps: np.ndarray) -> str:
+    """Maps (C, H, W) side by side, 1 px apart, each stretched over 0-255 from its own least to most."""
+    c, h, w = maps.shape
+    strip = np.full((h, c * (w + 1) - 1), 255, np.uint8)
+    for i, m in enumerate(maps):
+        low, high = float(m.min()), float(m.max())
+        scaled = (m - low) / (high - low) if high > low else np.zeros_like(m)
+        strip[:, i * (w + 1) : i * (w + 1) + w] = np.round(255 * scaled).astype(np.uint8)
+    return png_data_url(strip)
+
+
+def attribution_png(a: np.ndarray) -> str:
+    """An attribution map as RGB: white where it is 0, red where pixels argue for the class, blue against."""
+    top = float(np.abs(a).max()) or 1.0
+    pos, neg = np.clip(a / top, 0, 1), np.clip(-a / top, 0, 1)
+    rgb = np.stack([1 - neg, 1 - pos - neg, 1 - pos], axis=-1)
+    return png_data_url(np.round(255 * np.clip(rgb, 0, 1)).astype(np.uint8))
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -258,11 +358,11 @@ def _shorten(text: str, limit: int = 40) -> str:
 
 
 def png_data_url(image: Any) -> str:
-    """A 28x28 uint8 array as a data: URL of a PNG, for an <img> on the page."""
+    """A uint8 array (H x W grey, or H x W x 3) as a data: URL of a PNG, for an <img> on the page."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buf, "PNG")
+    Image.fromarray(image).save(buf, "PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

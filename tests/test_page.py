@@ -153,9 +153,46 @@ def test_the_keyboard_clears_and_reaches_every_control(browser, url):
     focusable = browser.execute_script(
         "return [...document.querySelectorAll('canvas[tabindex], button, input')].map((e) => e.dataset.testid)"
     )
-    assert focusable == ["pad", "clear", "upload"]
+    assert focusable == ["pad", "clear", "upload", "explain"]
     ActionChains(browser).send_keys(Keys.TAB).perform()
-    assert browser.switch_to.active_element.get_attribute("data-testid") in ("pad", "clear", "upload")
+    assert browser.switch_to.active_element.get_attribute("data-testid") in ("pad", "clear", "upload", "explain")
+
+
+def _stage_pictures(driver) -> list[tuple[str, str, int]]:
+    """(label, src, natural width) of each stage shown, once every picture has loaded."""
+    rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stages"] li')
+    WebDriverWait(driver, 10).until(
+        lambda d: all(r.find_element(By.TAG_NAME, "img").get_attribute("complete") for r in rows)
+    )
+    return [
+        (r.find_element(By.TAG_NAME, "span").text, (img := r.find_element(By.TAG_NAME, "img")).get_attribute("src"),
+         int(img.get_attribute("naturalWidth")))
+        for r in rows
+    ]  # fmt: skip
+
+
+def test_the_insides_of_the_network_are_shown_for_the_digit_drawn(browser, url):
+    with urllib.request.urlopen(url + "/api/health", timeout=10) as response:
+        assert json.loads(response.read())["model"] == "cnn"
+    browser.get(url)
+    draw(browser, STROKES["7"])
+    assert answer(browser) == "7"
+    WebDriverWait(browser, 10).until(lambda d: by_testid(d, "insides").is_displayed())
+    seven = _stage_pictures(browser)
+    assert len(seven) == 13 and all(width > 0 for _, _, width in seven)  # every stage of the bundled CNN
+    assert seven[0][0] == "features.0 convolution (16x28x28)" and "linear" in seven[-1][0]
+    maps = browser.find_elements(By.CSS_SELECTOR, "#maps figure")
+    assert len(maps) == 2 and maps[0].text.startswith("pixels for 7 (the answer)")
+    assert "integrated gradients" in browser.find_element(By.ID, "method").text
+    clear(browser)
+    assert not by_testid(browser, "insides").is_displayed()
+    draw(browser, STROKES["0"])
+    assert answer(browser) == "0"
+    WebDriverWait(browser, 10).until(lambda d: by_testid(d, "insides").is_displayed())
+    assert [src for _, src, _ in _stage_pictures(browser)] != [src for _, src, _ in seven]  # redrawn for the 0
+    by_testid(browser, "explain").click()  # off: the next answer comes without them
+    WebDriverWait(browser, 10).until(lambda d: not by_testid(d, "insides").is_displayed())
+    assert by_testid(browser, "prediction").text == "0" and console_errors(browser) == []
 
 
 def test_it_fits_a_phone(browser, url):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import io
 import json
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistcli import checkpoint
+from mnistcli import checkpoint, preprocess
 from mnistcli.errors import MissingExtra
 
 from helpers import bomb_png, free_port, render_digits, run
@@ -428,3 +429,38 @@ def test_a_client_still_sending_an_over_large_body_reads_the_413_not_a_reset_con
         conn.close()
     finally:
         assert stop().exit_code == 0
+
+
+def _png_of(data_url: str) -> np.ndarray:
+    assert data_url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def test_explain_adds_each_stages_outputs_and_the_attribution_maps(client):
+    from mnistcli import explain, inference
+
+    plain = client.post("/api/predict", content=DRAWING, headers={"content-type": "image/png"}).json()
+    doc = client.post("/api/predict?explain=true", content=DRAWING, headers={"content-type": "image/png"}).json()
+    assert "explain" not in plain and {k: v for k, v in doc.items() if k != "explain"} == plain
+    shown = doc["explain"]
+    assert "integrated gradients" in shown["method"]
+    loaded = checkpoint.load_model(None, __import__("torch").device("cpu"))
+    [prediction] = inference.predict_inputs(loaded, [preprocess.load_digit(DRAWING)], ["d.png"])
+    reference = explain.explain(loaded, prediction)
+    assert [s["name"] for s in shown["stages"]] == [s.name for s in reference.stages]
+    first = shown["stages"][0]
+    assert first["shape"] == [16, 28, 28] and first["channels"] == explain.strongest_channels(
+        reference.stages[0].values
+    )
+    strip = _png_of(first["image"])
+    assert strip.shape == (28, 8 * 29 - 1)  # the 8 most active maps, 1 px apart
+    c = first["channels"][0]
+    m = reference.stages[0].values[c]
+    expected = np.round(255 * (m - m.min()) / (m.max() - m.min()))
+    assert np.abs(strip[:, :28].astype(int) - expected).max() <= 1  # each map over its own range
+    assert [a["digit"] for a in shown["attribution"]] == [plain["digit"], plain["runner_up"]["digit"]]
+    red = _png_of(shown["attribution"][0]["image"]).astype(int)
+    a = reference.attribution[plain["digit"]]
+    assert red.shape == (28, 28, 3)
+    assert (red[a > 0.2 * a.max()][:, 0] == 255).all() and (red[a > 0.2 * a.max()][:, 2] < 205).all()  # red: for
+    assert abs(shown["attribution"][0]["ink_share"] - reference.ink_share(plain["digit"])) < 1e-9
