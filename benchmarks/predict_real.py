@@ -102,10 +102,27 @@ def correct(labels: dict[str, int], answers: dict[str, int | None]) -> dict[str,
     return {n: answers.get(n) == label for n, label in labels.items()}
 
 
-def overall(title: str, right: dict[str, bool], base: dict[str, bool]) -> None:
-    """One line: how many `predict` reads, next to the resize trap."""
+def calibration_error(confidence: list[float], right: list[bool], bins: int = 15) -> float:
+    """ECE as `mnistcli evaluate` reports it (equal-width bins of the top probability, Guo et al. 2017)."""
+    c, r = np.asarray(confidence, float), np.asarray(right, float)
+    which = np.minimum((c * bins).astype(int), bins - 1)
+    return float(sum(abs(c[which == b].mean() - r[which == b].mean()) * (which == b).mean() for b in set(which)))
+
+
+def overall(title: str, right: dict[str, bool], base: dict[str, bool], rows: dict[str, dict]) -> None:
+    """One line: how many `predict` reads, next to the resize trap; then how well its confidence
+    says so: the calibration error, and what the unsure flag marks."""
     n, ok, ok_base = len(right), sum(right.values()), sum(base.values())
     print(f"{title:28s} {n:5d} pictures: predict {100 * ok / n:5.1f}% ({ok}), resize {100 * ok_base / n:5.1f}%")
+    confidence = [rows.get(name, {}).get("confidence", 0.0) for name in right]
+    unsure = [bool(rows.get(name, {}).get("unsure", True)) for name in right]
+    wrong_flagged = sum(u and not r for u, r in zip(unsure, right.values()))
+    right_flagged = sum(u and r for u, r in zip(unsure, right.values()))
+    print(
+        f"{'':28s} ECE {100 * calibration_error(confidence, list(right.values())):.2f}%, "
+        f"mean confidence {100 * np.mean(confidence):.1f}%; unsure flags {wrong_flagged} of {n - ok} misses, "
+        f"{right_flagged} of {ok} right"
+    )
 
 
 def detail(labels: dict[str, int], rows: dict[str, dict], base: dict[str, bool], groups: dict[str, str]) -> None:
@@ -153,8 +170,8 @@ def dev_set(folder: Path, checkpoint: Path | None, show_misses: bool) -> None:
     if show_misses:
         misses(halves["tuning"], rows)
     for title, part in (("dev, tuning half", halves["tuning"]), ("dev, checking half", halves["checking"])):
-        overall(title, correct(part, answers), {n: base[n] for n in part})
-    overall("dev, whole", correct(labels, answers), base)
+        overall(title, correct(part, answers), {n: base[n] for n in part}, rows)
+    overall("dev, whole", correct(labels, answers), base, rows)
 
 
 def main() -> None:
@@ -172,7 +189,7 @@ def main() -> None:
             rows = predict(Path(tmp), args.checkpoint)
             answers = {n: rows.get(n, {}).get("digit") for n in labels}
             base = correct(labels, naive(Path(tmp), list(labels), args.checkpoint))
-            overall("uci", correct(labels, answers), base)
+            overall("uci", correct(labels, answers), base, rows)
 
 
 if __name__ == "__main__":

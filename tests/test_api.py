@@ -10,7 +10,7 @@ from PIL import Image
 
 import mnistcli
 
-from helpers import NEUTRAL, render_digits, run
+from helpers import NEUTRAL, REAL_MNIST, ROOT, needs_real_mnist, render_digits, run
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,32 @@ def test_a_client_of_the_api_type_checks(tmp_path):
     assert ok.returncode == 0, ok.stdout
     wrong = subprocess.run([*mypy, str(bad)], capture_output=True, text=True, cwd=NEUTRAL)
     assert wrong.returncode == 1 and "incompatible types in assignment" in wrong.stdout.lower(), wrong.stdout
+
+
+@needs_real_mnist
+def test_the_readmes_python_api_section_runs_and_gives_the_numbers_of_predict_json(picture, tmp_path, monkeypatch):
+    import contextlib
+    import io
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Python API\n")
+    blocks = re.findall(r"```python\n(.*?)```", text[start : text.index("\n## ", start + 1)], re.S)
+    assert len(blocks) >= 4
+    path, _ = picture
+    Image.open(path).save(tmp_path / "digit.png")  # a user's picture, in the folder the code runs in
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNISTCLI_DATA_DIR", str(REAL_MNIST))
+    namespace: dict = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)
+    cli = json.loads(run("predict", "digit.png", "--json", "-c", _bundled()).stdout)["predictions"][0]
+    for name in ("prediction", "from_pil", "from_array"):
+        got = namespace[name]
+        assert (got.digit, got.unsure) == (cli["digit"], cli["unsure"]), name
+        assert got.confidence == pytest.approx(cli["confidence"], abs=1e-6), name
+        assert [r.probability for r in got.top_k] == pytest.approx([t["probability"] for t in cli["top_k"]], abs=1e-6)
+    assert len(namespace["several"]) == 2 and len(namespace["run"].history) == 1
+    assert "bytes: not an image" in printed.getvalue() and (tmp_path / "runs" / "fc" / "best.pt").is_file()

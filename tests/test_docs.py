@@ -74,7 +74,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
 def test_the_unsure_threshold_is_the_one_the_readme_states():
     from mnistcli.inference import prediction
 
-    stated = re.search(r"When the top probability is under (\d+)% the answer is marked unsure", README)
+    words = r"When the top probability is under (\d+)% the answer is marked unsure".split(" ")
+    stated = re.search(r"\s+".join(words), README)  # however the paragraph is wrapped
     assert stated, "the README says below which probability an answer is unsure"
     threshold = int(stated.group(1)) / 100
     below = prediction("a.png", [threshold - 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
