@@ -43,6 +43,18 @@ MAX_IMAGES = 64  # images in one request
 IMAGE_TYPES = ("image/",)
 
 
+_TEXT = {"type": "string"}
+_INTEGER = {"type": "integer"}
+
+
+def _list_of(item: dict[str, Any]) -> dict[str, Any]:
+    """An array of `item`; a dict of properties means objects with those and an image, all required."""
+    if "type" in item:
+        return {"type": "array", "items": item}
+    properties = {**item, "image": _TEXT}
+    return {"type": "array", "items": {"type": "object", "properties": properties, "required": list(properties)}}
+
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _RANKED = {
     "type": "object",
@@ -65,33 +77,10 @@ _ROW = {
             "description": "with explain=true: each stage's outputs and the attribution maps, as PNG data URLs",
             "properties": {
                 "method": {"type": "string"},
-                "stages": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "shape": {"type": "array", "items": {"type": "integer"}},
-                            "channels": {"type": "array", "items": {"type": "integer"}},
-                            "image": {"type": "string"},
-                        },
-                        "required": ["name", "kind", "shape", "image"],
-                    },
-                },
-                "attribution": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "digit": {"type": "integer"},
-                            "label": {"type": "string"},
-                            "ink_share": {"type": "number"},
-                            "image": {"type": "string"},
-                        },
-                        "required": ["digit", "label", "ink_share", "image"],
-                    },
-                },
+                "stages": _list_of(
+                    {"name": _TEXT, "kind": _TEXT, "shape": _list_of(_INTEGER), "channels": _list_of(_INTEGER)},
+                ),
+                "attribution": _list_of({"digit": _INTEGER, "label": _TEXT, "ink_share": {"type": "number"}}),
             },
             "required": ["method", "stages", "attribution"],
         },
