@@ -48,6 +48,7 @@ def test_two_processes_write_one_set_of_checkpoints_that_load_anywhere(fixture_d
     assert result.stdout.count("Epoch 1/2 |") == 1  # only rank 0 prints
     assert sorted(p.name for p in out.iterdir()) == [
         "best.pt",
+        "config.toml",
         "curves.png",
         "epoch-001.pt",
         "epoch-002.pt",
