@@ -7,8 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from helpers import NEUTRAL, ROOT, write_dataset
+from helpers import NEUTRAL, ROOT, UNDER_MUTATION, write_dataset
+
+# Property tests draw the same examples every run, so CI cannot go red by chance;
+# MNISTCLI_HYPOTHESIS=random draws new ones (to look for counterexamples).
+settings.register_profile("derandomized", derandomize=True)
+settings.register_profile("random", derandomize=False)
+settings.load_profile(os.environ.get("MNISTCLI_HYPOTHESIS", "derandomized"))
 
 # Child processes (which run in an empty folder, helpers.NEUTRAL) import this checkout's code.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -61,7 +68,8 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
     # Every test starts in an empty folder of its own: what is in the folder pytest runs from (a
     # quick start's ./checkpoints/best.pt, a ./data) must not change what it sees.
-    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    if not UNDER_MUTATION:
+        monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(scope="module")

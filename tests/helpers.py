@@ -30,7 +30,10 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 # Child processes run in an empty folder of their own, never in the repository or the folder pytest was
 # started from: a user's ./checkpoints/best.pt or ./data there must not change what a test sees. They
 # import this checkout's mnistcli through PYTHONPATH (set in conftest.py).
-NEUTRAL = Path(tempfile.mkdtemp(prefix="mnistcli-tests-cwd-"))
+# Under mutation testing (tools/mutation.sh: a copy of the project in mutants/) they run in that copy
+# instead: mutmut's code in the mutated modules reads its configuration from the working folder.
+UNDER_MUTATION = ROOT.name == "mutants"
+NEUTRAL = ROOT if UNDER_MUTATION else Path(tempfile.mkdtemp(prefix="mnistcli-tests-cwd-"))
 
 
 def _has_all(folder: Path, names: list[str]) -> bool:
