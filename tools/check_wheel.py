@@ -99,7 +99,7 @@ def check_installed(wheel: Path) -> None:
         if (REAL_MNIST / "MNIST" / "raw").is_dir():
             args = ["evaluate", "--data-dir", str(REAL_MNIST), "--no-download", "--json"]
             result = json.loads(run([str(mnistcli), *args], empty))
-            assert result["accuracy"] >= 0.996, result["accuracy"]
+            assert result["accuracy"] >= 0.995, result["accuracy"]  # the floor tests/test_pretrained.py holds it to
             print(f"evaluate: {100 * result['accuracy']:.2f}% of the 10,000 real test images")
         assert not any(empty.iterdir()), f"left files behind in the working folder: {list(empty.iterdir())}"
 
