@@ -279,3 +279,51 @@ def _noise(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         specks < rate / 2, torch.zeros_like(p), torch.where(specks > 1 - rate / 2, torch.ones_like(p), p)
     )
     return torch.where(_rand(generator, b, 0, 1, p.device) < 0.5, gauss, salted)
+
+
+def flagged_ones(
+    images: torch.Tensor, labels: torch.Tensor, share: float, generator: torch.Generator, one: int = 1
+) -> torch.Tensor:
+    """A share of the 1s in uint8 images (N, H, W) given the long flag they are written with across
+    continental Europe, which MNIST's (mostly American) 1s lack: a straight stroke from the top of the
+    stem down to the left, 30-55% of the digit's height long, 20-50 degrees below the horizontal, as
+    thick as the stem (its ink per row), anti-aliased. Only upright or right-leaning stems get one (a
+    flag on a stem leaning left is a 7); the others come back as they were."""
+    ones = (labels == one).nonzero().flatten().cpu()
+    chosen = ones[torch.rand(len(ones), generator=generator) < share] if share > 0 else ones[:0]
+    if not len(chosen):
+        return images
+    p = images[chosen.to(images.device)].float() / 255  # (B, H, W)
+    b, h, w = p.shape
+    ink = p > 0.5
+    rows = torch.arange(h, device=p.device).view(1, h, 1).float()
+    cols = torch.arange(w, device=p.device).view(1, 1, w).float()
+    top = torch.where(ink, rows, float(h)).amin(dim=(1, 2))
+    bottom = torch.where(ink, rows, -1.0).amax(dim=(1, 2))
+    crown = ink & (rows <= top.view(-1, 1, 1) + 1)  # the stem's top two rows of ink
+    foot = ink & (rows >= bottom.view(-1, 1, 1) - 1)
+    x0 = (cols * crown).sum((1, 2)) / crown.sum((1, 2)).clamp(min=1)
+    upright = x0 >= (cols * foot).sum((1, 2)) / foot.sum((1, 2)).clamp(min=1) - 1  # a "\" with a flag is a 7
+    height = (bottom - top + 1).clamp(min=1)
+    width = (p.sum((1, 2)) / height).clamp(1.5, 4.0)
+    length = height * (0.30 + 0.25 * torch.rand(b, generator=generator)).to(p.device)
+    angle = torch.deg2rad(20 + 30 * torch.rand(b, generator=generator)).to(p.device)
+    x1, y1 = x0 - length * torch.cos(angle), top + length * torch.sin(angle)
+    flag = _segment_ink(x0, top, x1, y1, width, rows, cols)
+    flag = flag * upright.view(-1, 1, 1)
+    out = images.clone()
+    out[chosen.to(images.device)] = (torch.maximum(p, flag) * 255).round().to(torch.uint8)
+    return out
+
+
+def _segment_ink(
+    x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, width: torch.Tensor,
+    rows: torch.Tensor, cols: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """(B, H, W) ink of a straight stroke from (x0, y0) to (x1, y1) of the given widths: full within
+    half the width of the segment, fading over one pixel beyond."""
+    v = lambda t: t.view(-1, 1, 1)  # noqa: E731
+    dx, dy = v(x1 - x0), v(y1 - y0)
+    t = (((cols - v(x0)) * dx + (rows - v(y0)) * dy) / (dx * dx + dy * dy).clamp(min=1e-6)).clamp(0, 1)
+    distance = torch.hypot(cols - v(x0) - t * dx, rows - v(y0) - t * dy)
+    return (v(width) / 2 + 0.5 - distance).clamp(0, 1)

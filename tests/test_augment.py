@@ -212,3 +212,46 @@ def test_settling_makes_the_surroundings_rarer_in_the_last_part_of_a_run():
 
     s = Surroundings(0.2, 0.1, 0.1, 0.1, 0.05)
     assert s.scaled(SETTLED) == Surroundings(0.05, 0.025, 0.025, 0.025, 0.0125) and SETTLED == 0.25
+
+
+def _stem(lean: int) -> torch.Tensor:
+    """A 28x28 uint8 "1": a 3 px stem from row 4 to row 23, its foot `lean` px left of its top."""
+    x = torch.zeros(28, 28, dtype=torch.uint8)
+    for row in range(4, 24):
+        col = 14 + round(lean * (row - 4) / 19)  # lean > 0: the foot is right of the top, a "\"
+        x[row, col - 1 : col + 2] = 255
+    return x
+
+
+def test_a_share_of_the_upright_ones_gets_a_flag_down_to_the_left_and_nothing_else_changes():
+    from mnistcli.augment import flagged_ones
+
+    upright, leaning_left = _stem(-3), _stem(4)  # "/" or "|" takes a flag; "\" with one would be a 7
+    images = torch.stack([upright] * 100 + [leaning_left] * 20 + [upright] * 20)
+    labels = torch.tensor([1] * 120 + [7] * 20)
+    out = flagged_ones(images, labels, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != images).flatten(1).any(1)
+    assert 30 < int(changed[:100].sum()) < 70  # about half the upright 1s
+    assert not changed[100:].any()  # no flag on a stem leaning left, and none on other digits
+    flag = (out[changed] > 0) & (images[changed] == 0)
+    rows, cols = flag.nonzero()[:, 1], flag.nonzero()[:, 2]
+    assert rows.min() >= 4 - 2 and rows.max() <= 4 + 0.55 * 20 + 3 and cols.max() <= 14 + 2  # from the stem's top...
+    assert cols.float().mean() < 14 - 2 and rows.float().mean() > 4  # ...down to the left
+    assert cols.min() < 14 - 0.3 * 20 * math.cos(math.radians(50)) + 2  # at least 30% of the height long
+    again = flagged_ones(images, labels, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again) and torch.equal(flagged_ones(images, labels, 0.0, torch.Generator()), images)
+
+
+def test_a_run_flags_its_ones_only_on_a_dataset_of_digits(fixture_data, tmp_path, monkeypatch):
+    from mnistcli import augment, trainer
+    from mnistcli.settings import RunSettings
+
+    from helpers import write_dataset
+
+    shares = []
+    monkeypatch.setattr(trainer, "flagged_ones", lambda x, y, share, g: shares.append(share) or x)
+    fashion = write_dataset(tmp_path / "fashion", n_train=300, n_test=100, dataset="fashion-mnist")
+    for data, dataset in ((fixture_data, "mnist"), (fashion, "fashion-mnist")):
+        run = RunSettings(data_dir=data, out_dir=tmp_path / dataset, device="cpu", download=False)
+        trainer.fit(run, given={"epochs": 1, "val_size": 100, "flag_ones": 0.7, "dataset": dataset})
+    assert shares == [0.7, 0.0] and augment.flagged_ones is not trainer.flagged_ones
