@@ -45,6 +45,26 @@ def _sgd(r: Recipe) -> bool:
 _NOT_FOR_CLOTHES = {"fashion-mnist": 0.0}
 
 
+def augmentation(
+    default: float, help: str, phrase: str, at_most: float = 1, in_training_note: bool = True, **more: Any
+) -> Any:
+    """An augmentation setting: from 0 (off: in the report's recipe, and in runs saved before it
+    existed) to `at_most`, named in the training note when it is on."""
+    return setting(
+        default,
+        help,
+        panel=AUGMENTS,
+        at_least=0,
+        at_most=at_most,
+        presets={REPORT: 0.0},
+        legacy=0.0,
+        phrase=phrase,
+        off=0.0,
+        in_training_note=in_training_note,
+        **more,
+    )
+
+
 @dataclass
 class Recipe:
     """Everything that decides what a run learns (not where it writes or how it prints)."""
@@ -128,160 +148,83 @@ class Recipe:
         in_training_note=True,
         metavar="N",
     )
-    rotate: float = setting(
+    rotate: float = augmentation(
         15.0,
         "Random rotations of up to this many degrees either way.",
-        panel=AUGMENTS,
-        at_least=0,
+        "rotations up to {:g} degrees",
         at_most=45,
-        presets={REPORT: 0.0},
         datasets=_NOT_FOR_CLOTHES,
-        legacy=0.0,
-        phrase="rotations up to {:g} degrees",
-        off=0.0,
-        in_training_note=True,
     )
-    scale: float = setting(
+    scale: float = augmentation(
         0.15,
         "Random scaling of up to this fraction either way.",
-        panel=AUGMENTS,
-        at_least=0,
+        "scaling up to {:.0%}",
         at_most=0.5,
-        presets={REPORT: 0.0},
         datasets=_NOT_FOR_CLOTHES,
-        legacy=0.0,
-        phrase="scaling up to {:.0%}",
-        off=0.0,
-        in_training_note=True,
     )
-    shear: float = setting(
+    shear: float = augmentation(
         15.0,
         "Random shear of up to this many degrees either way.",
-        panel=AUGMENTS,
-        at_least=0,
+        "shear up to {:g} degrees",
         at_most=45,
-        presets={REPORT: 0.0},
         datasets=_NOT_FOR_CLOTHES,
-        legacy=0.0,
-        phrase="shear up to {:g} degrees",
-        off=0.0,
-        in_training_note=True,
     )
-    elastic: float = setting(
+    elastic: float = augmentation(
         0.0,
         "Elastic distortions of this strength (alpha in pixels, Simard et al. 2003).",
-        panel=AUGMENTS,
-        at_least=0,
+        "elastic distortions {:g} px",
         at_most=100,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="elastic distortions {:g} px",
-        off=0.0,
-        in_training_note=True,
     )
-    stroke: float = setting(
+    stroke: float = augmentation(
         0.5,
         "Share of images whose strokes are made bolder or thinner.",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
+        "stroke width changed in {:.0%} of images",
         datasets=_NOT_FOR_CLOTHES,
-        legacy=0.0,
-        phrase="stroke width changed in {:.0%} of images",
-        off=0.0,
-        in_training_note=True,
     )
 
     # Off by default: at 0.3 it reads 96.0% of rendered continental 1s instead of 46.3%, but costs
     # 0.06 points of clean test accuracy (median of 3 seeds) and one picture of the checking half.
-    flag_ones: float = setting(
+    flag_ones: float = augmentation(
         0.0,
         "Share of the 1s given the long flag they are written with across continental Europe "
         "(e.g. 0.3, for readers who write their 1s so).",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        legacy=0.0,
-        phrase="a flag on {:.0%} of the 1s",
-        off=0.0,
-        in_training_note=True,
+        "a flag on {:.0%} of the 1s",
     )
 
     # What pictures do besides the pen (benchmarks/corruptions.py measures them): the share of images
     # that get each.
-    paper: float = setting(
+    paper: float = augmentation(
         0.1,
         "Share of images put on grey or unevenly lit paper, at a lower contrast.",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="grey or uneven paper in {:.0%}",
-        off=0.0,
-        in_training_note=True,
+        "grey or uneven paper in {:.0%}",
     )
-    noise: float = setting(
+    noise: float = augmentation(
         0.1,
         "Share of images with grain (Gaussian noise, or salt and pepper).",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="grain in {:.0%}",
-        off=0.0,
-        in_training_note=True,
+        "grain in {:.0%}",
     )
-    blur: float = setting(
+    blur: float = augmentation(
         0.1,
         "Share of images blurred (out of focus, or shaken in a random direction).",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="blur in {:.0%}",
-        off=0.0,
-        in_training_note=True,
+        "blur in {:.0%}",
     )
-    marks: float = setting(
+    marks: float = augmentation(
         0.1,
         "Share of images with a stray stroke or a band of the other polarity.",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="stray marks in {:.0%}",
-        off=0.0,
-        in_training_note=True,
+        "stray marks in {:.0%}",
     )
-    outline: float = setting(
+    outline: float = augmentation(
         0.05,
         "Share of images whose strokes are drawn as outlines.",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
+        "outlined strokes in {:.0%}",
         datasets=_NOT_FOR_CLOTHES,
-        legacy=0.0,
-        phrase="outlined strokes in {:.0%}",
-        off=0.0,
-        in_training_note=True,
     )
-    settle: float = setting(
+    settle: float = augmentation(
         0.4,
         "The last share of the run, in which paper, grain, blur, marks and outlines come a quarter as often "
         "(the last epochs sharpen clean digits).",
-        panel=AUGMENTS,
-        at_least=0,
-        at_most=1,
-        presets={REPORT: 0.0},
-        legacy=0.0,
-        phrase="fewer of them in the last {:.0%} of the run",
-        off=0.0,
+        "fewer of them in the last {:.0%} of the run",
+        in_training_note=False,
     )
 
     def to_dict(self) -> dict[str, Any]:
