@@ -127,10 +127,11 @@ class Surroundings:
     blur: float = 0.0  # out of focus or shaken: a blur of random size, shape and direction
     marks: float = 0.0  # stray pen strokes, solid or dashed, and bands of the other polarity
     outline: float = 0.0  # the strokes drawn as outlines (hollow letters, an edge map)
+    lowres: float = 0.0  # seen at a low resolution: a small scan or a distant camera, scaled up again
 
     @property
     def any(self) -> bool:
-        return bool(self.paper or self.noise or self.blur or self.marks or self.outline)
+        return any(getattr(self, f.name) for f in fields(self))
 
     def scaled(self, factor: float) -> Surroundings:
         """The same changes, `factor` times as often."""
@@ -159,6 +160,7 @@ def surround_pixels(p: torch.Tensor, s: Surroundings, generator: torch.Generator
     for share, change in (
         (s.outline, _outline),
         (s.marks, _marks),
+        (s.lowres, _lowres),
         (s.blur, _blur),
         (s.paper, _paper),
         (s.noise, _noise),
@@ -221,6 +223,28 @@ def _swapped_band(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     near = (at < width) & (side != 1)
     far = (at >= size - width) & (side != 0)
     return torch.where(near | far, 1 - p, p)
+
+
+# The sides a digit's 28x28 picture is reduced to by _lowres: MNIST's digits fill 20 of the 28 pixels,
+# so these put 6 to 10 samples across the digit, as an 8x8 scan of a whole digit (the UCI digits) or a
+# digit a few dozen pixels tall in a photo has.
+LOWRES_SIDES = (8, 9, 10, 11, 12, 14)
+
+
+def _lowres(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image reduced to one of LOWRES_SIDES by area averaging (what a sensor's pixels do), scaled
+    back up with bilinear interpolation (what a viewer or a resize does), and its ink brought back to
+    the strength it had (averaging dims thin strokes; `predict` stretches a picture's contrast so)."""
+    b, _, h, w = p.shape
+    pick = torch.randint(0, len(LOWRES_SIDES), (b,), generator=generator).to(p.device)
+    out = p
+    for i, side in enumerate(LOWRES_SIDES):
+        chosen = pick == i
+        if chosen.any():
+            small = F.interpolate(p[chosen], size=(side, side), mode="area")
+            out = out.index_put((chosen,), F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False))
+    peak = lambda t: t.amax(dim=(2, 3), keepdim=True)  # noqa: E731
+    return out * (peak(p) / peak(out).clamp(min=1e-6))
 
 
 def _blur(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

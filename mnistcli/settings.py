@@ -213,6 +213,12 @@ class Recipe:
         "Share of images with a stray stroke or a band of the other polarity.",
         "stray marks in {:.0%}",
     )
+    lowres: float = augmentation(
+        0.1,
+        "Share of images seen at a low resolution (6-10 samples across the digit, scaled up again), as "
+        "small scans and distant photos are.",
+        "low resolution in {:.0%}",
+    )
     outline: float = augmentation(
         0.05,
         "Share of images whose strokes are drawn as outlines.",
@@ -221,8 +227,8 @@ class Recipe:
     )
     settle: float = augmentation(
         0.4,
-        "The last share of the run, in which paper, grain, blur, marks and outlines come a quarter as often "
-        "(the last epochs sharpen clean digits).",
+        "The last share of the run, in which paper, grain, blur, marks, outlines and low resolution come a "
+        "quarter as often (the last epochs sharpen clean digits).",
         "fewer of them in the last {:.0%} of the run",
         in_training_note=False,
     )

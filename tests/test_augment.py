@@ -170,7 +170,7 @@ def test_each_surrounding_changes_its_share_of_the_images_and_leaves_the_rest_as
     from mnistcli.augment import Surroundings, surround
 
     x = _digits(400)
-    for name in ("paper", "noise", "blur", "marks", "outline"):
+    for name in ("paper", "noise", "blur", "marks", "outline", "lowres"):
         out = surround(x, Surroundings(**{name: 0.25}), torch.Generator().manual_seed(3))
         changed = (out != x).flatten(1).any(1)
         assert out.dtype == torch.uint8 and out.shape == x.shape
@@ -181,7 +181,7 @@ def test_each_surrounding_changes_its_share_of_the_images_and_leaves_the_rest_as
 def test_surroundings_follow_the_generator():
     from mnistcli.augment import Surroundings, surround
 
-    x, s = _digits(50), Surroundings(0.3, 0.3, 0.3, 0.3, 0.3)
+    x, s = _digits(50), Surroundings(0.3, 0.3, 0.3, 0.3, 0.3, 0.3)
     a = surround(x, s, torch.Generator().manual_seed(1), chunk=16)
     b = surround(x, s, torch.Generator().manual_seed(1), chunk=16)
     assert torch.equal(a, b) and not torch.equal(a, surround(x, s, torch.Generator().manual_seed(2), chunk=16))
@@ -204,6 +204,34 @@ def test_what_each_surrounding_does_to_a_digit():
     outlined = surround(x, Surroundings(outline=1.0), g).float()
     cores = (-torch.nn.functional.max_pool2d(-x.float().unsqueeze(1), 5, 1, 2)).squeeze(1) > 200
     assert cores.any() and outlined[cores].mean() < 0.5 * x.float()[cores].mean()  # hollow where strokes were thick
+
+
+def test_low_resolution_loses_the_detail_but_keeps_the_digit_where_it_was_and_as_strong():
+    from mnistcli.augment import LOWRES_SIDES, Surroundings, surround
+
+    x = _digits(100)
+    low = surround(x, Surroundings(lowres=1.0), torch.Generator().manual_seed(0)).float()
+    xf = x.float()
+    # As strong: the brightest ink is the original's (averaging alone would dim a thin stroke).
+    assert torch.allclose(low.flatten(1).amax(1), xf.flatten(1).amax(1), atol=1)
+    # Not moved: the centre of mass stays put (within a quarter of a pixel for most, under one for all).
+    grid = torch.arange(28.0)
+    centre = lambda t: (t.sum(2) * grid).sum(1) / t.sum((1, 2))  # noqa: E731
+    moved = (centre(low) - centre(xf)).abs()
+    assert moved.median() < 0.25 and moved.max() < 1
+    # At one of the low resolutions: each image is nearly what that resolution can hold (reduced to
+    # it and scaled up again, it hardly changes), which the originals are not.
+
+    def nearest_low_resolution_error(t: torch.Tensor) -> torch.Tensor:
+        t = t.unsqueeze(1)
+        errors = []
+        for side in LOWRES_SIDES:
+            small = torch.nn.functional.interpolate(t, size=(side, side), mode="area")
+            back = torch.nn.functional.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
+            errors.append((back - t).abs().mean((1, 2, 3)))
+        return torch.stack(errors).amin(0)
+
+    assert nearest_low_resolution_error(low).median() < 0.5 * nearest_low_resolution_error(xf).median()
 
 
 def test_settling_makes_the_surroundings_rarer_in_the_last_part_of_a_run():
