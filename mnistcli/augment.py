@@ -116,6 +116,30 @@ def dilate3(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
 
 
+# Slightly changed copies of a picture, to ask whether an answer holds ------------------------------
+VIEW_TURN = 10.0  # degrees either way
+
+
+def views(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, H, W) and eight slightly changed copies of each, as another crop, camera or pen
+    might have given them: moved a pixel up, down, left and right; turned VIEW_TURN degrees either way;
+    strokes bolder (a 3x3 dilation) and thinner (half way to an erosion). (9, N, H, W) uint8, the
+    pictures themselves first."""
+    p = images.unsqueeze(1).float()  # (N, 1, H, W), blank is 0
+    n, _, h, w = p.shape
+    padded = F.pad(p, (1, 1, 1, 1))
+    moved = [padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    turned = []
+    for degrees in (-VIEW_TURN, VIEW_TURN):
+        a = math.radians(degrees)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+        grid = F.affine_grid(theta.expand(n, 2, 3).to(p.device), [n, 1, h, w], align_corners=False)
+        turned.append(F.grid_sample(p, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    bolder, thinner = dilate3(p), p + 0.5 * (-dilate3(-p) - p)
+    out = torch.stack([p, *moved, *turned, bolder, thinner])[:, :, 0]
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
 # What pictures do to digits beyond the pen: paper, light, the camera, stray marks ------------------
 @dataclass(frozen=True)
 class Surroundings:

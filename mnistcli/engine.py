@@ -159,6 +159,19 @@ def evaluate_split(
 
 
 @torch.inference_mode()
+def probabilities_over_views(
+    model: nn.Module, images: torch.Tensor, mean: float = MEAN, std: float = STD, temperature: float = 1.0
+) -> torch.Tensor:
+    """(views, N, classes): the class probabilities of uint8 images (N, 28, 28) and of each of their
+    slightly changed copies (augment.views), the pictures' own first."""
+    from mnistcli.augment import views
+
+    copies = views(images)  # (V, N, 28, 28)
+    probs = predict_probabilities(model, copies.flatten(0, 1), mean=mean, std=std, temperature=temperature)
+    return probs.view(copies.shape[0], copies.shape[1], -1)
+
+
+@torch.inference_mode()
 def predict_probabilities(
     model: nn.Module,
     images: torch.Tensor,

@@ -29,7 +29,7 @@ class Prediction:
     digit: int
     label: str
     confidence: float  # the answer's probability
-    unsure: bool  # confidence under UNSURE_BELOW: then "digit or runner_up?"
+    unsure: bool  # the answer's probability over slightly changed copies under UNSURE_BELOW: "digit or runner_up?"
     runner_up: Optional[Ranked]
     top_k: list[Ranked]
     input: np.ndarray = field(repr=False, compare=False)  # the 28x28 uint8 input the network saw (H, W)

@@ -283,3 +283,24 @@ def test_a_run_flags_its_ones_only_on_a_dataset_of_digits(fixture_data, tmp_path
         run = RunSettings(data_dir=data, out_dir=tmp_path / dataset, device="cpu", download=False)
         trainer.fit(run, given={"epochs": 1, "val_size": 100, "flag_ones": 0.7, "dataset": dataset})
     assert shares == [0.7, 0.0] and augment.flagged_ones is not trainer.flagged_ones
+
+
+def test_views_are_the_picture_and_its_copies_moved_turned_bolder_and_thinner():
+    from mnistcli.augment import views
+
+    x = _digits(20)
+    v = views(x)
+    assert v.shape == (9, *x.shape) and v.dtype == torch.uint8 and torch.equal(v[0], x)
+
+    def move_of(m: torch.Tensor) -> tuple[int, int]:
+        """The one-pixel move (dy, dx) that makes m of x: m[y, x] = x[y + dy, x + dx] inside the margin."""
+        [move] = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                  if torch.equal(m[:, 1:27, 1:27], x[:, 1 + dy : 27 + dy, 1 + dx : 27 + dx])]  # fmt: skip
+        return move
+
+    moved = {move_of(m) for m in v[1:5]}
+    assert moved == {(-1, 0), (1, 0), (0, -1), (0, 1)}  # a pixel up, down, left and right
+    turned = v[5:7].float()
+    assert all((t - x.float()).abs().mean() > 5 for t in turned) and not torch.equal(turned[0], turned[1])
+    assert (v[7] >= x).all() and v[7].float().sum() > 1.2 * x.float().sum()  # bolder
+    assert (v[8] <= x).all() and v[8].float().sum() < 0.9 * x.float().sum()  # thinner

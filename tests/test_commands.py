@@ -220,6 +220,38 @@ def test_an_unsure_answer_says_so_in_the_table_and_the_json(trained_run, images,
     assert " or " not in run("predict", files[0][0], "-c", trained_run / "best.pt").stdout
 
 
+def test_an_answer_that_a_pixels_shift_overturns_is_unsure_however_confident():
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from mnistcli import checkpoint, inference
+
+    class OnePixel(torch.nn.Module):
+        """Says 1 when the centre pixel is nearly full ink, else 0: an answer a pixel's shift overturns."""
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # where the network's device is read from
+
+        def forward(self, x):
+            lit = x[:, 0, 14, 14] > (200 / 255 - 0.1307) / 0.3081
+            return torch.zeros(len(x), 10).index_put_(
+                (torch.arange(len(x)), torch.ones(len(x), dtype=torch.long)), torch.where(lit, 20.0, -20.0)
+            )
+
+    bundled = checkpoint.load_model(None, torch.device("cpu"))
+    loaded = dataclasses.replace(bundled, net=OnePixel())
+    dot, blob = np.zeros((2, 28, 28), np.uint8)
+    dot[14, 14] = 255  # gone when moved by a pixel or thinned
+    blob[9:20, 9:20] = 255  # there under every change
+    shaky, steady = inference.predict_inputs(loaded, [dot, blob], ["dot", "blob"])
+    assert shaky.digit == steady.digit == 1 and shaky.confidence > 0.99 and steady.confidence > 0.99
+    assert shaky.unsure and not steady.unsure
+    assert inference.UNSURE_BELOW == 0.6
+
+
 def test_predict_normalizes_with_the_checkpoints_own_dataset(trained_run, tmp_path):
     import torch
 

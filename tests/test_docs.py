@@ -74,14 +74,19 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
 def test_the_unsure_threshold_is_the_one_the_readme_states():
     from mnistcli.inference import prediction
 
-    words = r"When the top probability is under (\d+)% the answer is marked unsure".split(" ")
-    stated = re.search(r"\s+".join(words), README)  # however the paragraph is wrapped
+    words = r"An answer is marked unsure when it does not hold up: when its probability, averaged over"
+    stated = re.search(r"\s+".join(words.split(" ")) + r"[^.]*?\), is under (\d+)%", README)
     assert stated, "the README says below which probability an answer is unsure"
     threshold = int(stated.group(1)) / 100
-    below = prediction("a.png", [threshold - 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
-    above = prediction("b.png", [threshold + 0.005, 0.2], [4, 9], [str(d) for d in range(10)], top_k=2)
+    classes = [str(d) for d in range(10)]
+    below = prediction("a.png", [threshold - 0.005, 0.2], [4, 9], classes, top_k=2)
+    above = prediction("b.png", [threshold + 0.005, 0.2], [4, 9], classes, top_k=2)
     assert below.unsure is True and below.runner_up is not None and below.runner_up.digit == 9
     assert above.unsure is False
+    # over the changed copies: a confident answer that does not hold up is unsure, and the other way
+    shaky = prediction("c.png", [0.99, 0.01], [4, 9], classes, top_k=2, steady=threshold - 0.005)
+    steady = prediction("d.png", [0.5, 0.4], [4, 9], classes, top_k=2, steady=threshold + 0.005)
+    assert shaky.unsure is True and steady.unsure is False
 
 
 def test_every_commands_help_fits_80_columns_with_plain_value_names():
