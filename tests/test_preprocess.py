@@ -139,7 +139,10 @@ def _photo_of(style: str, digit: np.ndarray, seed: int) -> bytes:
 
 
 def _like(out: np.ndarray, digit: np.ndarray) -> float:
-    ref = preprocess.to_mnist(Image.fromarray(digit)).astype(float)
+    """How alike a picture's input is to the digit's, the digit drawn as large as the pictures draw it
+    (112 px: large digits go through the same stroke clean-up as the photos' own)."""
+    big = Image.fromarray(digit).resize((112, 112), Image.BILINEAR)
+    ref = preprocess.to_mnist(big).astype(float)
     return float(np.corrcoef(out.astype(float).ravel(), ref.ravel())[0, 1])
 
 
@@ -414,3 +417,20 @@ def test_a_thin_stroke_in_a_large_palette_or_bilevel_picture_survives_the_shrink
 def test_an_empty_file_or_upload_says_so():
     with pytest.raises(ImageError, match=r"^upload.png: empty file$"):
         preprocess.load_digit(b"", name="upload.png")
+
+
+def _bold_bar(scale: int) -> Image.Image:
+    """A bold upright bar (a 1 drawn with a marker) in an 8x8 grid, scaled up `scale` times: 4 as an 8x8
+    scan shown at 32x32 (the UCI digits), 16 as the same bar drawn large."""
+    grid = np.zeros((8, 8), np.uint8)
+    grid[0:8, 3:5] = 255  # two of eight cells wide: a stroke a quarter of the digit's height
+    return Image.fromarray(grid).resize((8 * scale, 8 * scale), Image.BILINEAR)
+
+
+def test_bold_strokes_are_thinned_in_a_large_picture_but_not_in_a_small_scaled_up_scan():
+    def width(out):
+        return np.flatnonzero(out.max(0) > 127).size
+
+    small, large = preprocess.to_mnist(_bold_bar(4)), preprocess.to_mnist(_bold_bar(16))
+    assert width(large) <= preprocess.MAX_STROKE + 1  # brought to MNIST's width
+    assert width(small) >= 4  # left as bold as it was (a quarter of 20 px is 5)
