@@ -102,10 +102,15 @@ def random_stroke_width(x: torch.Tensor, share: float, generator: torch.Generato
     amount = torch.rand(b, generator=generator).to(x.device).view(b, 1, 1, 1)
     bolder = (pick < share / 2).to(x.device).view(b, 1, 1, 1)
     thinner = ((pick >= share / 2) & (pick < share)).to(x.device).view(b, 1, 1, 1)
-    dilated, eroded = dilate3(x), -dilate3(-x)
-    # Thinning goes at most half way: a full erosion wipes out MNIST's thinnest strokes.
-    target = torch.where(bolder, dilated, torch.where(thinner, x + 0.5 * (eroded - x), x))
+    dilated, thinned = bolder_and_thinner(x)
+    target = torch.where(bolder, dilated, torch.where(thinner, thinned, x))
     return (x + amount * (target - x)).contiguous(memory_format=torch.channels_last)
+
+
+def bolder_and_thinner(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The boldest and thinnest strokes the stroke changes go to (B, C, H, W): a 3x3 dilation, and half
+    way towards an erosion (a full erosion wipes out MNIST's thinnest strokes)."""
+    return dilate3(x), x + 0.5 * (-dilate3(-x) - x)
 
 
 def dilate3(x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +140,7 @@ def views(images: torch.Tensor) -> torch.Tensor:
         theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
         grid = F.affine_grid(theta.expand(n, 2, 3).to(p.device), [n, 1, h, w], align_corners=False)
         turned.append(F.grid_sample(p, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
-    bolder, thinner = dilate3(p), p + 0.5 * (-dilate3(-p) - p)
-    out = torch.stack([p, *moved, *turned, bolder, thinner])[:, :, 0]
+    out = torch.stack([p, *moved, *turned, *bolder_and_thinner(p)])[:, :, 0]
     return out.round().clamp(0, 255).to(torch.uint8)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistcli.augment import views
 from mnistcli.data import Split, iterate_batches, normalize, num_batches
 from mnistcli.dataset_specs import MEAN, STD
 from mnistcli.devices import eval_batch_size
@@ -164,8 +165,6 @@ def probabilities_over_views(
 ) -> torch.Tensor:
     """(views, N, classes): the class probabilities of uint8 images (N, 28, 28) and of each of their
     slightly changed copies (augment.views), the pictures' own first."""
-    from mnistcli.augment import views
-
     copies = views(images)  # (V, N, 28, 28)
     probs = predict_probabilities(model, copies.flatten(0, 1), mean=mean, std=std, temperature=temperature)
     return probs.view(copies.shape[0], copies.shape[1], -1)
