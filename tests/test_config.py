@@ -60,7 +60,7 @@ def test_an_unknown_key_or_a_bad_value_is_one_line_naming_the_key_and_the_file(t
         ("epochz = 3\n", "unknown key 'epochz'"),
         ("batch_size = 3\n", "did you mean batch-size?"),
         ("epochs = 0\n", "epochs must be at least 1, got 0"),
-        ('model = "resnet"\n', "model must be one of 'cnn', 'report-cnn', 'fc', got 'resnet'"),
+        ('model = "resnet"\n', "model must be one of 'cnn', 'cnn-wide', 'report-cnn', 'fc', got 'resnet'"),
         ('lr = "fast"\n', "lr must be a number, got 'fast'"),
         ("epochs = [\n", "not a valid TOML file"),
     ):

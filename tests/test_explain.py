@@ -80,7 +80,7 @@ def test_explain_writes_one_png_and_json_of_each_stage(tmp_path, trained_run, fi
     doc = json.loads(result.stdout)
     kinds = [s["kind"] for s in doc["stages"]]
     assert kinds[:4] == ["convolution", "pooling", "batch norm", "relu"] and kinds[-1] == "linear"
-    assert doc["stages"][0]["shape"] == [16, 28, 28] and "integrated gradients" in doc["attribution"]["method"]
+    assert doc["stages"][0]["shape"] == [32, 28, 28] and "integrated gradients" in doc["attribution"]["method"]
     assert is_png(tmp_path / "e.png") and doc["prediction"]["digit"] in range(10)
     fc = run(
         "explain", "--index", 3, "-c", trained_run / "best.pt", "--data-dir", fixture_data, "-o", tmp_path / "f.png"

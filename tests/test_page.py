@@ -173,14 +173,14 @@ def _stage_pictures(driver) -> list[tuple[str, str, int]]:
 
 def test_the_insides_of_the_network_are_shown_for_the_digit_drawn(browser, url):
     with urllib.request.urlopen(url + "/api/health", timeout=10) as response:
-        assert json.loads(response.read())["model"] == "cnn"
+        assert json.loads(response.read())["model"] == "cnn-wide"
     browser.get(url)
     draw(browser, STROKES["7"])
     assert answer(browser) == "7"
     WebDriverWait(browser, 10).until(lambda d: by_testid(d, "insides").is_displayed())
     seven = _stage_pictures(browser)
     assert len(seven) == 13 and all(width > 0 for _, _, width in seven)  # every stage of the bundled CNN
-    assert seven[0][0] == "features.0 convolution (16x28x28)" and "linear" in seven[-1][0]
+    assert seven[0][0] == "features.0 convolution (32x28x28)" and "linear" in seven[-1][0]
     maps = browser.find_elements(By.CSS_SELECTOR, "#maps figure")
     assert len(maps) == 2 and maps[0].text.startswith("pixels for 7 (the answer)")
     assert "integrated gradients" in browser.find_element(By.ID, "method").text

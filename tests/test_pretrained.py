@@ -16,7 +16,7 @@ from helpers import REAL_MNIST, ROOT, needs_real_mnist
 def test_bundled_model_is_a_small_inference_only_file_with_its_record():
     path = checkpoint.PRETRAINED
     assert path.is_file() and not path.is_symlink(), path
-    assert path.read_bytes()[8:9] == b"{" and path.stat().st_size <= 300 * 1024  # safetensors, weights only
+    assert path.read_bytes()[8:9] == b"{" and path.stat().st_size <= 600 * 1024  # safetensors, weights only
     ckpt = checkpoint.load(path)
     assert ckpt.metrics["test_acc"] >= 0.995 and 0.2 < ckpt.temperature < 1  # calibrated: the raw model is unsure
     assert ckpt.recipe.seed == 0 and 1 <= ckpt.epoch <= ckpt.recipe.epochs

@@ -51,7 +51,7 @@ def client():
 
 def test_health_names_the_model_and_its_classes(client):
     doc = client.get("/api/health").json()
-    assert doc["status"] == "ok" and doc["model"] == "cnn" and doc["source"] == "bundled pretrained"
+    assert doc["status"] == "ok" and doc["model"] == "cnn-wide" and doc["source"] == "bundled pretrained"
     assert doc["classes"] == [str(d) for d in range(10)] and doc["max_upload_bytes"] == 2_000_000
 
 
@@ -449,7 +449,7 @@ def test_explain_adds_each_stages_outputs_and_the_attribution_maps(client):
     reference = explain.explain(loaded, prediction)
     assert [s["name"] for s in shown["stages"]] == [s.name for s in reference.stages]
     first = shown["stages"][0]
-    assert first["shape"] == [16, 28, 28] and first["channels"] == explain.strongest_channels(
+    assert first["shape"] == [32, 28, 28] and first["channels"] == explain.strongest_channels(
         reference.stages[0].values
     )
     strip = _png_of(first["image"])

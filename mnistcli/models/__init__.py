@@ -43,6 +43,13 @@ _REGISTRY: dict[str, ModelSpec] = {
             {"channels": [16, 32, 96], "kernels": [5, 5, 3]},
         ),
         ModelSpec(
+            "cnn-wide",
+            "mnistcli.models.networks:BatchNormCNN",
+            "the bundled model's network: as cnn, with 32-64-128 channels and linear 1152->10 "
+            "(1.8x the time per epoch; steadier under corruptions)",
+            {"channels": [32, 64, 128], "kernels": [5, 5, 3]},
+        ),
+        ModelSpec(
             "report-cnn",
             "mnistcli.models.networks:ReportCNN",
             "the report's CNN as printed: conv 1->10 k5, pool, conv 10->20 k5, pool, 320->50->10",
