@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 # A prediction is flagged as unsure when the answer's probability, averaged over the picture and
 # eight slightly changed copies of it (augment.views: moved a pixel, turned 10 degrees, strokes bolder
 # or thinner), is under this: an answer that another crop or pen would overturn is not sure. Chosen on
-# the tuning halves (see the README's results): it flags 2 of the 2 misses of the development set's
-# tuning half and 11 of the 20 of the UCI digits', against 0 and 7 for the picture's own probability
-# under 60%, for 0 and 2.2% of the right answers (0.4% and 1.6%).
+# the tuning halves with the bundled `cnn` of that release: it flagged 2 of the 2 misses of the
+# development set's tuning half and 11 of the 20 of the UCI digits', against 0 and 7 for the picture's
+# own probability under 60%, for 0 and 2.2% of the right answers (0.4% and 1.6%). The README gives
+# what it does with today's bundled model.
 UNSURE_BELOW = 0.6
 
 
