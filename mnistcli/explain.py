@@ -22,7 +22,8 @@ from mnistcli.predictions import Prediction
 
 ATTRIBUTION_METHOD = "integrated gradients (Sundararajan et al. 2017)"
 MAPS_SHOWN = 8  # of each stage's channels, the most active are shown (the figure and the drawing page)
-IG_STEPS = 32  # points on the path: the completeness error is then under 1% of the logit's rise here
+IG_STEPS = 64  # points on the path: the bundled model's completeness error is then about 0.1% of the
+# logit's rise (at 32 it was 1.2% for its answer on a test digit, 0.06 of a logit)
 
 
 @dataclass
