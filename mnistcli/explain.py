@@ -9,6 +9,7 @@ image to the digit (completeness); positive pixels argue for the class, negative
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -98,7 +99,7 @@ def explain(loaded: LoadedModel, prediction: Prediction) -> Explanation:
     probabilities = (logits / loaded.checkpoint.temperature).softmax(1)[0].tolist()
     classes = [prediction.digit] + ([prediction.runner_up.digit] if prediction.runner_up is not None else [])
     blank = normalize(torch.zeros_like(torch.from_numpy(prediction.input))[None], spec.mean, spec.std).to(x.device)
-    attribution = {c: integrated_gradients(net, x, blank, c) for c in classes}
+    attribution = integrated_gradients(net, x, blank, classes)
     return Explanation(prediction, probabilities, stages, first_layer_filters(net), attribution)
 
 
@@ -136,14 +137,18 @@ def first_layer_filters(net: nn.Module) -> Optional[np.ndarray]:
 
 
 def integrated_gradients(
-    net: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: int, steps: int = IG_STEPS
-) -> np.ndarray:
-    """(28, 28): (x - baseline) times the mean gradient of logit `target` at `steps` points between them
-    (the midpoint rule), in the network's input units."""
+    net: nn.Module, x: torch.Tensor, baseline: torch.Tensor, targets: Sequence[int], steps: int = IG_STEPS
+) -> dict[int, np.ndarray]:
+    """{target: (28, 28)}: (x - baseline) times the mean gradient of logit `target` at `steps` points
+    between them (the midpoint rule), in the network's input units; one forward pass for all targets."""
     alphas = (torch.arange(steps, dtype=torch.float32, device=x.device) + 0.5) / steps
     path = (baseline + alphas.view(-1, 1, 1, 1) * (x - baseline)).contiguous(memory_format=torch.channels_last)
     path.requires_grad_(True)
+    maps = {}
     with torch.enable_grad():
         logits = net(path).float()
-        grads = torch.autograd.grad(logits[:, target].sum(), path)[0]
-    return ((x - baseline) * grads.mean(0, keepdim=True))[0, 0].detach().cpu().numpy()
+        for i, target in enumerate(targets):
+            last = i == len(targets) - 1
+            grads = torch.autograd.grad(logits[:, target].sum(), path, retain_graph=not last)[0]
+            maps[target] = ((x - baseline) * grads.mean(0, keepdim=True))[0, 0].detach().cpu().numpy()
+    return maps
